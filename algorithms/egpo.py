@@ -1,0 +1,59 @@
+"""EGPO — Extragradient Preference Optimization (Zhou, Fazel, Du; arXiv 2503.08942)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+
+
+@dataclass(frozen=True)
+class EGPO(AlgorithmMixin):
+    """Extragradient on the β-regularised game, in EGPO's logit-space parametrisation.
+
+    Update (θ = log π up to a constant; η the step, β the KL-to-π_ref weight):
+        θ_{t+½} = (1 − ηβ)·θ_t + ηβ·θ_ref + η·P π_t
+        θ_{t+1} = (1 − ηβ)·θ_t + ηβ·θ_ref + η·P π_{t+½}
+    Mapping: anchor π_t, magnet π_ref, σ = π_t then π_{t+½}, (a, b, c) = (1 − ηβ, ηβ, η).
+    Two queries per step. (Same family as Nash-MP: EGPO's η = Nash-MP's η/(β(1+η)).)
+    Converges linearly to π*_β: KL(π*_β‖π_t) ≤ (1 − ηβ)^t·KL(π*_β‖π_0) for η ≤ 1/(β+L)
+    (the predictive-update bound of Cen, Wei & Chi 2021 in our L).
+    Defaults: β = 0.2·L, η = 1/(β+L). Requires ηβ ≤ 1; ``guarantee=True`` refuses η > 1/(β+L).
+    """
+
+    eta: float | None = None
+    beta: float | None = None
+    guarantee: bool = False
+    name = "egpo"
+    queries_per_step = 2
+
+    def __post_init__(self):
+        check("eta", self.eta, positive=True, algo="EGPO")
+        check("beta", self.beta, positive=True, algo="EGPO")
+
+    def bind(self, backend):
+        L = np.asarray(backend.lipschitz)
+        beta = np.asarray(0.2 * L if self.beta is None else self.beta)
+        bound = 1 / (beta + L)
+        eta = np.asarray(bound if self.eta is None else self.eta)
+        require(eta * beta <= 1, f"EGPO: eta*beta = {as_param(eta * beta)!r} > 1 puts negative weight on π_t; use eta <= 1/beta")
+        if self.guarantee:
+            require(eta <= bound * (1 + 1e-12),
+                    f"EGPO: eta={as_param(eta)!r} is outside the proven range η ≤ 1/(β+L) = {as_param(bound)!r}; "
+                    "lower eta or pass guarantee=False")
+        return self.replace(eta=as_param(eta), beta=as_param(beta))
+
+    def coefficients(self):
+        eb = as_param(np.asarray(self.eta) * np.asarray(self.beta))
+        return as_param(1 - np.asarray(eb)), eb, self.eta
+
+    def step(self, backend, state):
+        a, b, c = self.coefficients()
+        ref = backend.reference
+        half = prox_step(backend, state.policy, ref, backend.win_rates(state.policy), a, b, c)
+        new = prox_step(backend, state.policy, ref, backend.win_rates(half), a, b, c)
+        return State(new, state.t + 1)
+
+    def regularization(self, state):
+        return (self.beta, None)

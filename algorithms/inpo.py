@@ -1,0 +1,58 @@
+"""INPO — Iterative Nash Policy Optimization (Zhang et al., arXiv 2407.00617, ICLR 2025)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+
+
+def resolve_inpo(backend, eta, tau, guarantee, algo):
+    """Defaults τ = 0.2·L and η = (L² + τ²)/τ (INPO's step mapped onto MMD's proven η_MMD ≤ τ/L²)."""
+    L = np.asarray(backend.lipschitz)
+    tau = np.asarray(0.2 * L if tau is None else tau)
+    bound = (L**2 + tau**2) / tau
+    eta = np.asarray(bound if eta is None else eta)
+    require(tau <= eta, f"{algo}: tau={as_param(tau)!r} > eta={as_param(eta)!r} puts negative weight on π_t; need tau <= eta "
+                        "(eta is an inverse learning rate)")
+    if guarantee:
+        require(eta >= bound * (1 - 1e-12),
+                f"{algo}: eta={as_param(eta)!r} is outside the proven range η ≥ (L²+τ²)/τ = {as_param(bound)!r} "
+                "(η is an INVERSE learning rate: larger is slower and safer); raise eta or pass guarantee=False")
+    return as_param(eta), as_param(tau)
+
+
+@dataclass(frozen=True)
+class INPO(AlgorithmMixin):
+    """Online mirror descent on the τ-regularised game; η is an *inverse* learning rate (paper eq. 5).
+
+    Update:  π_{t+1}(y) ∝ exp(P(y ≻ π_t)/η) · π_ref(y)^{τ/η} · π_t(y)^{1−τ/η}
+    Mapping: anchor π_t, magnet π_ref, σ = π_t, (a, b, c) = (1 − τ/η, τ/η, 1/η). One query per step.
+    This is MMD with α = τ and MMD step η_MMD where 1/η = η_MMD/(1+η_MMD·τ); so it converges
+    linearly to π*_τ, KL(π*_τ‖π_t) ≤ (1 − τ/η)^t·KL(π*_τ‖π_0), when η ≥ (L² + τ²)/τ.
+    Defaults: τ = 0.2·L, η = (L² + τ²)/τ. Requires τ ≤ η; ``guarantee=True`` refuses η < (L²+τ²)/τ.
+    """
+
+    eta: float | None = None
+    tau: float | None = None
+    guarantee: bool = False
+    name = "inpo"
+
+    def __post_init__(self):
+        check("eta", self.eta, positive=True, algo="INPO")
+        check("tau", self.tau, positive=True, algo="INPO")
+
+    def bind(self, backend):
+        eta, tau = resolve_inpo(backend, self.eta, self.tau, self.guarantee, "INPO")
+        return self.replace(eta=eta, tau=tau)
+
+    def step(self, backend, state):
+        r = as_param(np.asarray(self.tau) / np.asarray(self.eta))
+        g = backend.win_rates(state.policy)
+        new = prox_step(backend, state.policy, backend.reference, g, as_param(1 - np.asarray(r)), r,
+                        as_param(1 / np.asarray(self.eta)))
+        return State(new, state.t + 1)
+
+    def regularization(self, state):
+        return (self.tau, None)
