@@ -1,0 +1,49 @@
+"""LLM groundwork for nashlab: tiny/real causal LMs as policies, samplers,
+preference oracles and an enumerable toy world with exact distributions."""
+
+from .models import load_model, load_tokenizer, smollm2_path, tiny_model, tiny_tokenizer
+from .oracles import (
+    CountingOracle,
+    MatrixOracle,
+    MixtureOracle,
+    PreferenceOracle,
+    RewardModelOracle,
+    check_antisymmetric,
+    validate_preference_matrix,
+)
+from .policy import Policy, context_limit
+from .sampling import (
+    MixtureDecoder,
+    make_generator,
+    mixture_next_token_logits,
+    mixture_sequence_logprobs,
+    next_token_logits,
+    sample,
+    sample_mixture,
+)
+from .world import EnumerableWorld
+
+__all__ = [
+    "CountingOracle",
+    "EnumerableWorld",
+    "MatrixOracle",
+    "MixtureDecoder",
+    "MixtureOracle",
+    "Policy",
+    "PreferenceOracle",
+    "RewardModelOracle",
+    "check_antisymmetric",
+    "context_limit",
+    "load_model",
+    "load_tokenizer",
+    "make_generator",
+    "mixture_next_token_logits",
+    "mixture_sequence_logprobs",
+    "next_token_logits",
+    "sample",
+    "sample_mixture",
+    "smollm2_path",
+    "tiny_model",
+    "tiny_tokenizer",
+    "validate_preference_matrix",
+]

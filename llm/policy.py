@@ -1,0 +1,238 @@
+"""A causal LM seen as a policy over responses: exact sequence log-probabilities.
+
+Prompts and responses are lists of token ids. A policy may be *restricted* to a
+set of allowed next tokens (``allowed_token_ids``): the logits of every other
+token are set to -inf before the softmax, both here and in ``llm.sampling``,
+so the log-probs used for training are exactly those of the sampler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+from .models import load_model, load_tokenizer
+
+TokenSeqs = Sequence[Sequence[int]]
+
+
+def context_limit(model: torch.nn.Module) -> int | None:
+    """Longest sequence the model accepts (None when the config does not say)."""
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_lengths(model: torch.nn.Module, lengths: Iterable[int], what: str = "prompt+response") -> None:
+    """Raise ValueError if any total length exceeds the model's context."""
+    limit = context_limit(model)
+    if limit is None:
+        return
+    longest = max(lengths, default=0)
+    if longest > limit:
+        raise ValueError(
+            f"{what} length {longest} exceeds the model's context limit of {limit} "
+            "tokens (config.max_position_embeddings); shorten prompts or responses"
+        )
+
+
+def pad_batch(seqs: TokenSeqs, pad_id: int, side: str, device=None):
+    """Pad id lists into (input_ids, attention_mask, position_ids).
+
+    Position ids count real tokens only, so a sequence gets the same positions
+    whatever its padding: this is what makes left and right padding agree.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if not s:
+            continue
+        span = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[i, span] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, span] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def gather_logprobs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits)[target] per position, 0 where ``mask`` is False."""
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+    return logps.masked_fill(~mask, 0.0)
+
+
+class Policy:
+    """(model, tokenizer) pair with exact, batched sequence log-probabilities.
+
+    ``frozen`` policies (see ``snapshot``) never build autograd graphs.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        *,
+        allowed_token_ids: Iterable[int] | None = None,
+        frozen: bool = False,
+    ):
+        if tokenizer.pad_token_id is None:
+            raise ValueError(
+                "the tokenizer has no pad token, which batching needs; fix it with "
+                "`tokenizer.pad_token = tokenizer.eos_token` (the attention mask keeps "
+                "padding out of every result)"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.frozen = frozen
+        self.allowed_token_ids = None if allowed_token_ids is None else tuple(sorted(set(allowed_token_ids)))
+        if self.allowed_token_ids is not None and not self.allowed_token_ids:
+            raise ValueError("allowed_token_ids is empty: no token could ever be generated")
+        self._mask_cache: dict = {}
+
+    @classmethod
+    def from_pretrained(cls, path, dtype: torch.dtype = torch.float32, **kwargs) -> "Policy":
+        """Policy from a local model directory (see ``llm.models.load_model``)."""
+        return cls(load_model(path, dtype=dtype), load_tokenizer(path), **kwargs)
+
+    # -- basic facts ---------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def eos_token_id(self) -> int | None:
+        eos = self.tokenizer.eos_token_id
+        return eos if eos is not None else getattr(self.model.config, "eos_token_id", None)
+
+    @property
+    def context_limit(self) -> int | None:
+        return context_limit(self.model)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    # -- restriction ---------------------------------------------------------
+    def allowed_mask(self, vocab_size: int, device) -> torch.Tensor | None:
+        """Boolean (vocab_size,) mask of allowed tokens, or None if unrestricted."""
+        if self.allowed_token_ids is None:
+            return None
+        key = (vocab_size, str(device))
+        if key not in self._mask_cache:
+            if self.allowed_token_ids[-1] >= vocab_size:
+                raise ValueError(f"allowed token id {self.allowed_token_ids[-1]} >= vocab size {vocab_size}")
+            mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+            mask[list(self.allowed_token_ids)] = True
+            self._mask_cache[key] = mask
+        return self._mask_cache[key]
+
+    def restrict(self, logits: torch.Tensor) -> torch.Tensor:
+        """Set logits of disallowed tokens to -inf (identity when unrestricted)."""
+        mask = self.allowed_mask(logits.shape[-1], logits.device)
+        return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
+
+    # -- log-probabilities ---------------------------------------------------
+    def _grad_context(self, grad: bool):
+        return contextlib.nullcontext() if grad and not self.frozen else torch.no_grad()
+
+    def response_logits(
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unrestricted float32 logits predicting each response token.
+
+        Returns ``(logits, targets, mask)``: logits (B, R, V) where row i,
+        column t holds the logits that predict response i's token t, the target
+        ids (B, R) and the real-token mask (B, R), R = longest response.
+        ``padding_side`` only changes the batch layout, never the result.
+        """
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token (e.g. BOS) to condition on")
+        check_lengths(self.model, (len(p) + len(r) for p, r in zip(prompts, responses)))
+        device = self.device
+        seqs = [list(p) + list(r) for p, r in zip(prompts, responses)]
+        ids, attn, pos = pad_batch(seqs, self.pad_token_id, padding_side, device)
+        width, batch = ids.shape[1], len(seqs)
+        n_resp = max((len(r) for r in responses), default=0)
+        lengths = torch.tensor([len(r) for r in responses], device=device)
+        offsets = torch.arange(n_resp, device=device)
+        mask = offsets[None, :] < lengths[:, None]
+        if n_resp == 0:
+            vocab = self.model.config.vocab_size
+            empty = torch.zeros((batch, 0), dtype=torch.long, device=device)
+            return torch.zeros((batch, 0, vocab), device=device), empty, mask
+        # Column of the first response token of each row in the padded layout.
+        starts = torch.tensor(
+            [(width - len(s) if padding_side == "left" else 0) + len(p) for s, p in zip(seqs, prompts)],
+            device=device,
+        )
+        # Token at column c is predicted by the logits at column c - 1; padded
+        # slots are clamped into range and masked by the caller.
+        target_cols = (starts[:, None] + offsets[None, :]).clamp(max=width - 1)
+        rows = torch.arange(batch, device=device)[:, None]
+        with self._grad_context(grad):
+            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
+            # Slice before any softmax: only response positions are needed.
+            logits = logits[rows, target_cols - 1].float()
+        return logits, ids[rows, target_cols], mask
+
+    def token_logprobs(
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log π(y_t | x, y_<t) under the restriction, response-aligned.
+
+        Returns ``(logps, mask)`` of shape (B, max response length): row i holds
+        response i's tokens from column 0, ``mask`` marks real tokens, padded
+        entries of ``logps`` are 0.
+        """
+        logits, targets, mask = self.response_logits(prompts, responses, padding_side=padding_side, grad=grad)
+        with self._grad_context(grad):
+            return gather_logprobs(self.restrict(logits), targets, mask), mask
+
+    def sequence_logprobs(
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+    ) -> torch.Tensor:
+        """(B,) exact log π(response | prompt), summed over response tokens only.
+
+        Differentiable when ``grad`` is True, the policy is not frozen and grad
+        mode is on; empty responses get 0. A response containing a token outside
+        ``allowed_token_ids`` gets -inf.
+        """
+        logps, _ = self.token_logprobs(prompts, responses, padding_side=padding_side, grad=grad)
+        return logps.sum(-1)
+
+    # -- copies ----------------------------------------------------------------
+    def snapshot(self) -> "Policy":
+        """Frozen deep copy (eval mode, no grads): safe as anchor/reference/previous iterate."""
+        model = copy.deepcopy(self.model)
+        model.eval()
+        model.requires_grad_(False)
+        return Policy(
+            model,
+            copy.deepcopy(self.tokenizer),
+            allowed_token_ids=self.allowed_token_ids,
+            frozen=True,
+        )
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Save model and tokenizer so ``Policy.from_pretrained`` restores them."""
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def __repr__(self) -> str:
+        kind = type(self.model).__name__
+        extra = f", allowed={len(self.allowed_token_ids)} tokens" if self.allowed_token_ids else ""
+        return f"Policy({kind}, frozen={self.frozen}{extra})"
