@@ -76,6 +76,11 @@ class PreferenceGame:
         batched = P.ndim == 3
         if P.shape[-1] != P.shape[-2]:
             raise ValueError(f"preference matrix P must be square (n x n); got shape {P.shape}")
+        diag = np.diagonal(P, axis1=-2, axis2=-1)
+        bad = np.argwhere(np.abs(diag - 0.5) > ATOL)
+        if len(bad):  # checked first: a wrong diagonal also breaks P + Pᵀ = 1, but this is the clearer rule
+            i = tuple(bad[0]) + (bad[0][-1],)
+            raise ValueError(f"invalid preference matrix at {_where(i, batched)} = {P[i]!r}: the diagonal must be 1/2 (a response ties with itself)")
         for mask, rule in (
             ((P < -ATOL) | (P > 1 + ATOL), "entries must be probabilities in [0, 1]"),
             (np.abs(P + np.swapaxes(P, -1, -2) - 1) > ATOL, "P[i, j] + P[j, i] must equal 1 (a preference is antisymmetric)"),
@@ -83,11 +88,6 @@ class PreferenceGame:
             bad = np.argwhere(mask)
             if len(bad):
                 raise ValueError(f"invalid preference matrix at {_where(bad[0], batched)} = {P[tuple(bad[0])]!r}: {rule}")
-        diag = np.diagonal(P, axis1=-2, axis2=-1)
-        bad = np.argwhere(np.abs(diag - 0.5) > ATOL)
-        if len(bad):
-            i = tuple(bad[0]) + (bad[0][-1],)
-            raise ValueError(f"invalid preference matrix at {_where(i, batched)} = {P[i]!r}: the diagonal must be 1/2 (a response ties with itself)")
         n = P.shape[-1]
         P.setflags(write=False)
         object.__setattr__(self, "P", P)
