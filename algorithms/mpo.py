@@ -29,8 +29,11 @@ class MPO(AlgorithmMixin):
     Proximal-point inequality KL(π*‖ρ_{k+1}) ≤ KL(π*‖ρ_k) − KL(ρ_{k+1}‖ρ_k) ⇒ ρ_k → π*, the original NE.
     K = 1 degenerates to MWU with step η/(1+ηα), which does not converge.
 
-    Defaults: α = L/2 (L = payoff range/2), η = α/L² (the proven MMD bound), K = 10 (ηαK = 2.5),
-    the best of a (α, K) sweep on random 10×10 games (see experiments/mpo_refresh.py).
+    Defaults: α = L/2 (L = payoff range/2), η = α/L² (the proven MMD bound), K = 10 (ηαK = 2.5).
+    In experiments/mpo_refresh.py (figures/mpo_refresh.png) this is among the fastest settings on
+    the 3×3 intransitive games (median 1580 iterations to gap 1e-8) and reaches it on 8/16 random
+    10×10 games in 50k iterations; refresh="adaptive" with α ≈ L/4, or K = 20–50 with α ≈ L/4,
+    are as good or better on some families — no single setting wins everywhere.
     Like every KL-proximal method, its linear rate depends on the game's conditioning (smallest
     equilibrium probabilities and best-response margins); near-degenerate games converge slowly.
     """
