@@ -4,11 +4,15 @@
     python -m experiments.train --algo mmd --game perturbed_rps --hparams alpha=0.1 eta=0.1
     python -m experiments.train --algo mpo --game random --game-args n=50 --hparams refresh=adaptive
     python -m experiments.train --algo omwu --game kuhn_poker --steps 20000 --init random
+    python -m experiments.train --backend llm --algo mpo --game cyclic3 --out results/llm
+    python -m experiments.train --backend llm --algo mpo --game cyclic3 --out results/llm --resume
 
 Writes the run's tidy rows (algorithm, game, params, seed, iteration, queries, metric, value) to
 DIR/train_<algo>_<game>_s<seed>.csv and prints a summary. ``--backend`` picks the world the same
-algorithm object runs in: ``exact`` (known preference matrix, exact metrics) here; an LLM backend
-registers itself in :data:`BACKENDS` (a function ``run_<backend>(cfg) -> list of rows``).
+algorithm object runs in: ``exact`` (known preference matrix, exact metrics) or ``llm`` (a causal LM
+trained against a preference oracle in the enumerable world of the game, whose exact duality gap is
+recorded; checkpointed every --checkpoint-every steps, --resume continues). Backends live in
+:data:`BACKENDS` (a function ``run_<backend>(cfg) -> list of rows``).
 """
 from __future__ import annotations
 
@@ -28,17 +32,28 @@ from experiments.common import arg
 
 @dataclass
 class Config(common.Base):
-    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix)")
+    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)")
     algo: str = arg("mpo", "algorithm (algorithms.available(); aliases such as sppo, onpo, nash_mp work)")
     game: str = arg("cyclic3", "game name (games.available())")
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
-    steps: int = arg(5_000, "iterations")
+    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm)")
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
     init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
     record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
+    # --backend llm
+    model: str = arg("", "llm: a local model directory built for the game's world (default: a tiny random LM)")
+    oracle: str = arg("matrix", "llm: preference oracle: matrix (the game), reward (one BT reward model), mixture (3, intransitive)")
+    lr: float = arg(0.05, "llm: learning rate (adam/sgd)")
+    optimizer: str = arg("lbfgs", "llm: optimiser per realised step: lbfgs, adam or sgd")
+    k: int = arg(30, "llm: optimiser steps (lbfgs: evaluations) per realised step")
+    batch_size: int = arg(16, "llm: responses sampled per prompt for the regression")
+    opponents: int = arg(1024, "llm: opponent samples per prompt to estimate win rates")
+    response_len: int = arg(1, "llm: response length in the enumerable world")
+    checkpoint_every: int = arg(10, "llm: steps between checkpoints")
+    resume: bool = arg(False, "llm: continue from the checkpoint in --out")
 
     NAME = "train"
-    QUICK = dict(steps=300)
+    QUICK = dict(steps=30)
 
     @property
     def csv_path(self) -> Path:
@@ -59,13 +74,32 @@ def run_exact(cfg: Config) -> list:
     game = games.make(cfg.game, **kwargs)
     algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
     init = common.initial_policy(game, cfg.init, cfg.seed)
-    res = algorithms.run(algo, game, cfg.steps, record=cfg.record or None, init=init, progress=sys.stderr.isatty())
+    res = algorithms.run(algo, game, cfg.steps or 5_000, record=cfg.record or None, init=init, progress=sys.stderr.isatty())
     name = cfg.game + (f"({','.join(cfg.game_args)})" if cfg.game_args else "")
     return common.history_rows(res, game=name, seed=cfg.seed)
 
 
-#: --backend NAME → function(cfg) -> tidy rows. Another backend registers itself here.
-BACKENDS = {"exact": run_exact}
+def run_llm(cfg: Config) -> list:
+    """The LLM backend: llm.train on the game's enumerable world; the LM's exact gap is recorded."""
+    from llm.train import LLMTrainConfig, train
+
+    tc = LLMTrainConfig(algo=cfg.algo, game=cfg.game, steps=cfg.steps or 100, out=str(Path(cfg.out) / "llm"),
+                        seed=cfg.seed, hparams=common.parse_hparams(cfg.hparams).get(None, {}),
+                        model=cfg.model or None, oracle=cfg.oracle, response_len=cfg.response_len, lr=cfg.lr,
+                        k=cfg.k, optimizer=cfg.optimizer, batch_size=cfg.batch_size, opponents=cfg.opponents,
+                        checkpoint_every=cfg.checkpoint_every, resume=cfg.resume)
+    try:
+        rows, timings, *_ = train(tc, progress=sys.stderr.isatty())
+    except (FileExistsError, FileNotFoundError) as e:
+        raise SystemExit(f"train: {e}") from None
+    per_step = timings["seconds"] / max(timings["steps"], 1)
+    print(f"{per_step:.3f} s per algorithm step: sampling {timings['sampling']:.1f} s, oracle {timings['oracle']:.1f} s, "
+          f"loss/optimiser {timings['loss']:.1f} s of {timings['seconds']:.1f} s")
+    return [tuple(r) for r in rows]
+
+
+#: --backend NAME → function(cfg) -> tidy rows.
+BACKENDS = {"exact": run_exact, "llm": run_llm}
 
 
 def summary(rows: common.Rows) -> str:

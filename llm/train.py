@@ -136,7 +136,7 @@ def train(cfg: LLMTrainConfig, progress: bool = False):
         backend.load_state_dict(saved["backend"])
         torch.set_rng_state(saved["torch_rng"])
     t0 = time.perf_counter()
-    done = 0 if state is None else state.t
+    done = first = 0 if state is None else state.t
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -166,7 +166,7 @@ def train(cfg: LLMTrainConfig, progress: bool = False):
         w.writerow(COLUMNS)
         w.writerows(rows)
     tm = backend.timings
-    timings = {"seconds": time.perf_counter() - t0, "steps_run": cfg.steps - (0 if not cfg.resume else 0),
+    timings = {"seconds": time.perf_counter() - t0, "steps": cfg.steps - first,
                "sampling": tm.sampling, "oracle": tm.oracle, "loss": tm.loss}
     with open(os.path.join(cfg.out, "timings.json"), "w") as f:
         json.dump(timings, f, indent=1)

@@ -115,3 +115,15 @@ def test_intransitive_reward_mixture_oracle_runs(tmp_path):
     rows, timings, *_ = train(LLMTrainConfig(oracle="mixture", steps=2, out=str(tmp_path), checkpoint_every=2))
     assert np.isfinite([r[7] for r in rows]).all()
     assert timings["loss"] > 0
+
+
+def test_train_script_llm_backend(tmp_path, capsys):
+    """`experiments/train.py --backend llm` writes the same tidy rows as the exact backend."""
+    from experiments import common, train as train_script
+
+    train_script.main(["--backend", "llm", "--quick", "--out", str(tmp_path), "--figures", str(tmp_path)])
+    rows = common.read_csv(tmp_path / "train_mpo_cyclic3_s0.csv")
+    assert {r["metric"] for r in rows} == {"duality_gap", "regularized_gap"}
+    gaps = rows.where(metric="duality_gap")
+    assert [r["iteration"] for r in gaps] == list(range(31))
+    assert "s per algorithm step" in capsys.readouterr().out
