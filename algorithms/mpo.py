@@ -69,7 +69,8 @@ class MPO(AlgorithmMixin):
         if self.refresh == "adaptive":
             inner = backend.regularized_gap(new, self.alpha, state.magnet)
             step = backend.kl(new, state.magnet)
-            magnet = backend.where(inner <= self.tol * np.asarray(self.alpha) * step, new, state.magnet)
+            scale = backend.asarray(self.tol * np.asarray(self.alpha))  # per-game α lives where the gaps do
+            magnet = backend.where(inner <= scale * step, new, state.magnet)
         elif t % self.refresh == 0:
             magnet = new
         else:

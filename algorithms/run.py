@@ -24,17 +24,26 @@ class RunState:
 
 @dataclass
 class Result:
-    """What ``run`` returns. ``policy``/``average_policy`` are numpy probabilities (a pair for a
-    zero-sum game); ``history`` maps metric names to arrays indexed by record (and game, if batched)."""
+    """What ``run`` returns. ``policy``/``average_policy`` are probabilities (a pair for a zero-sum
+    game): numpy arrays, or the backend's own arrays (e.g. torch tensors on their device) when
+    ``as_numpy`` is False. ``history`` maps metric names to numpy arrays indexed by record (and
+    game, if batched)."""
 
     algorithm: object
     backend: object
     state: RunState
     history: dict = field(default_factory=dict)
+    as_numpy: bool = True
+
+    def _out(self, policy):
+        if self.as_numpy or not hasattr(self.backend, "ops"):
+            return self.backend.to_numpy(policy)
+        probs = tuple(self.backend.ops.exp(l) for l in policy.logp)  # fresh arrays, nothing aliased
+        return probs[0] if len(probs) == 1 else probs
 
     @property
     def policy(self):
-        return self.backend.to_numpy(self.state.algo_state.policy)
+        return self._out(self.state.algo_state.policy)
 
     @property
     def average_policy(self):
@@ -44,7 +53,7 @@ class Result:
 
         with np.errstate(divide="ignore"):
             logs = tuple(self.backend.ops.log(a) for a in self.state.avg)
-        return self.backend.to_numpy(TabularPolicy(logs))
+        return self._out(TabularPolicy(logs))
 
     @property
     def steps(self):
@@ -86,8 +95,20 @@ def make_backend(game, backend="numpy", device=None, dtype=None):
     return ExactBackend(game, backend=backend, device=device, dtype=dtype)
 
 
-def _metrics(algo, backend, state: RunState):
-    ops_to_np = lambda x: np.asarray(backend.ops.to_numpy(x), dtype=np.float64) if hasattr(x, "shape") else np.float64(x)
+def _all_le(x, bound) -> bool:
+    """Whether every entry of a backend array is <= bound; reduced where the array lives, so a GPU
+    run transfers one boolean, not a value per game."""
+    le = x <= bound
+    return bool(le.all()) if hasattr(le, "all") else bool(le)
+
+
+def _metrics(algo, backend, state: RunState, average: bool):
+    # Only the recorded values (one per game) leave the backend's device.
+    def ops_to_np(x):
+        if hasattr(x, "shape") and hasattr(backend, "ops"):
+            return np.asarray(backend.ops.to_numpy(x), dtype=np.float64)
+        return np.float64(x)
+
     s = state.algo_state
     out = {"duality_gap": ops_to_np(backend.duality_gap(s.policy))}
     reg = algo.regularization(s)
@@ -100,6 +121,8 @@ def _metrics(algo, backend, state: RunState):
         with np.errstate(divide="ignore"):
             avg = TabularPolicy(tuple(backend.ops.log(a) for a in state.avg))
         out["average_gap"] = ops_to_np(backend.duality_gap(avg))
+    elif average:  # before the first step the only iterate is π_0: its gap keeps the rows aligned
+        out["average_gap"] = out["duality_gap"]
     return out
 
 
@@ -120,17 +143,32 @@ def load_checkpoint(path):
 
 
 def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, init=None, record=None,
-        callbacks=(), progress=None, until=None, average=True, state: RunState | None = None,
-        checkpoint=None, checkpoint_every=None, resume=False) -> Result:
+        callbacks=(), progress=None, until=None, average=None, state: RunState | None = None,
+        checkpoint=None, checkpoint_every=None, resume=False, as_numpy=True) -> Result:
     """Run ``algo`` for ``steps`` iterations on ``game`` (a game, or a backend such as the LLM one).
 
-    backend/device/dtype: the exact backend's array library ("numpy" default, or "torch").
+    backend/device/dtype: the exact backend's array library: "numpy" (default, float64) or "torch"
+    on ``device`` "cpu" (default) or "cuda", float64 by default (so gaps reach 1e-10 and runs match
+    numpy to ~1e-12) or ``dtype="float32"`` (faster; gaps bottom out near 1e-6). A batched game
+    (P of shape (B, n, n), e.g. ``games.make("random", n=10, batch=4096)``) runs as one batch;
+    per-game hyperparameters are arrays of length B (on a single game they batch it: one matrix, B
+    policies; ``games.exact.tile`` makes B explicit copies).
     init: initial policy probabilities (default: the game's reference, uniform unless given).
-    record: when to record metrics (see :func:`record_points`); callbacks ``f(t, state, metrics)``
-    run at each record and stop the run by returning True. until: stop once every game's duality
-    gap is ≤ until. average: keep the average iterate (costs one exp per step). state / resume:
-    continue a previous run (``result.state``) or the checkpoint file. checkpoint: a path written
-    atomically every ``checkpoint_every`` steps (default: at every record) and at the end.
+    record: when to record metrics (see :func:`record_points`). The default records every step of a
+    run of at most 1000 steps and ~400 log-spaced iterations of a longer one, so memory stays
+    bounded however long the run and however large the batch (the state itself is O(B·n)); pass
+    ``record="all"`` to record every step (memory then grows with steps × B), an int k for every
+    k-th step, a list of iterations, or ``record=[]`` for the first and last only. A record needs
+    the duality gap (Pπ, shared with the next step's query, and πᵀP: one extra pass over a
+    preference matrix). callbacks ``f(t, state, metrics)`` run at each record and stop the run by
+    returning True. until: stop once every game's duality gap is ≤ until (checked every step: the
+    gap's cost plus one device sync per step). average: keep the average iterate (O(B·n); its
+    probabilities are shared with the next step's query; default: on wherever the backend has
+    probabilities, i.e. not on an LLM). state / resume: continue a previous run (``result.state``;
+    ``steps`` more steps) or the checkpoint file. checkpoint: a path written atomically every
+    ``checkpoint_every`` steps (default: at every record) and at the end. as_numpy: return
+    ``result.policy``/``average_policy`` as numpy (default) or as the backend's arrays (tensors on
+    their device); ``result.history`` is numpy either way.
     """
     if not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be a non-negative int; got {steps!r}")
@@ -140,8 +178,13 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
             raise ValueError("resume=True needs checkpoint=PATH")
         if os.path.exists(checkpoint):
             algo, state = load_checkpoint(checkpoint)
+    has_probs = hasattr(be, "probs")
+    if average is None:
+        average = has_probs
+    elif average and not has_probs:
+        raise ValueError(f"{type(be).__name__} has no exact probabilities to average; pass average=False")
+    algo = algo.bind(be)  # idempotent on an already bound algorithm (resume), required on a fresh one
     if state is None:
-        algo = algo.bind(be)
         state = RunState(algo.init(be, be.initial_policy(init)))
     start = state.t
     points = record_points(steps, record, start)
@@ -149,7 +192,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     q0 = be.queries
 
     def do_record(st):
-        m = _metrics(algo, be, st)
+        m = _metrics(algo, be, st, average)
         history["iteration"].append(st.t)
         history["queries"].append(st.queries)
         for k, v in m.items():
@@ -187,7 +230,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         if bar is not None:
             bar.update(1)
         t = state.t
-        if until is not None and np.all(np.asarray(be.ops.to_numpy(be.duality_gap(state.algo_state.policy))) <= until):
+        if until is not None and _all_le(be.duality_gap(state.algo_state.policy), until):
             stop = True
         if next_rec < len(points) and (t == points[next_rec] or stop):
             s, m = do_record(state)
@@ -204,5 +247,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         bar.close()
     if checkpoint:
         _save(checkpoint, algo, state)
-    hist = {k: np.asarray(v) for k, v in history.items()}
-    return Result(algo, be, state, hist)
+    # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
+    # matrix, B policies): the shared initial record is broadcast to the B games.
+    hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}
+    return Result(algo, be, state, hist, as_numpy)

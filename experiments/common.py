@@ -170,9 +170,7 @@ def history_rows(result, *, game: str, seed: int, metrics=("duality_gap", "regul
                 continue
             v = np.asarray(h[m], dtype=np.float64)
             v = v[:, b] if batched else v
-            # a metric missing at the first records (average_gap has no value at t = 0) is aligned
-            # to the *last* records, not zipped from the start
-            k = len(it) - len(v)
+            k = len(it) - len(v)  # 0: every metric is recorded at every record
             rows.extend((name, gname, params, seed, int(i), int(qq), m, float(x)) for i, qq, x in zip(it[k:], q[k:], v))
     return rows
 

@@ -36,7 +36,7 @@ class Config(common.Base):
     algo: str = arg("mpo", "algorithm (algorithms.available(); aliases such as sppo, onpo, nash_mp work)")
     game: str = arg("cyclic3", "game name (games.available())")
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
-    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm)")
+    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)")
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
     init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
     record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
@@ -53,7 +53,7 @@ class Config(common.Base):
     resume: bool = arg(False, "llm: continue from the checkpoint in --out")
 
     NAME = "train"
-    QUICK = dict(steps=30)
+    QUICK = {}  # --quick shortens the backend's default steps: 300 exact, 30 llm
 
     @property
     def csv_path(self) -> Path:
@@ -74,7 +74,7 @@ def run_exact(cfg: Config) -> list:
     game = games.make(cfg.game, **kwargs)
     algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
     init = common.initial_policy(game, cfg.init, cfg.seed)
-    res = algorithms.run(algo, game, cfg.steps or 5_000, record=cfg.record or None, init=init, progress=sys.stderr.isatty())
+    res = algorithms.run(algo, game, cfg.steps or (300 if cfg.quick else 5_000), record=cfg.record or None, init=init, progress=sys.stderr.isatty())
     name = cfg.game + (f"({','.join(cfg.game_args)})" if cfg.game_args else "")
     return common.history_rows(res, game=name, seed=cfg.seed)
 
@@ -83,7 +83,7 @@ def run_llm(cfg: Config) -> list:
     """The LLM backend: llm.train on the game's enumerable world; the LM's exact gap is recorded."""
     from llm.train import LLMTrainConfig, train
 
-    tc = LLMTrainConfig(algo=cfg.algo, game=cfg.game, steps=cfg.steps or 100, out=str(Path(cfg.out) / "llm"),
+    tc = LLMTrainConfig(algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=str(Path(cfg.out) / "llm"),
                         seed=cfg.seed, hparams=common.parse_hparams(cfg.hparams).get(None, {}),
                         model=cfg.model or None, oracle=cfg.oracle, response_len=cfg.response_len, lr=cfg.lr,
                         k=cfg.k, optimizer=cfg.optimizer, batch_size=cfg.batch_size, opponents=cfg.opponents,

@@ -88,14 +88,14 @@ def regularized_nash(game, beta, reference=None, tol: float | None = None, max_s
     iteration, run until the fixed-point residual max |log π − log softmax(log μ + q(π)/β)| is
     ≤ ``tol`` (the regularised gap is quadratic in the distance to π*_β, so a gap tolerance would
     leave errors of its square root). RuntimeError if not reached; the gap is checked as well.
-    Default tol: max(1e-12, 1e-13/β), since rounding in q/β sets a floor of about 1e-16/β.
+    Default tol: max(1e-12, 1e-14/β), since rounding in q/β sets a floor of about 1e-16/β.
     """
     import algorithms  # deferred: the solver *is* our Mirror Prox, written once in algorithms/
 
     if not np.all(np.asarray(beta) > 0):
         raise ValueError(f"beta must be > 0 for the regularised equilibrium; got {beta} (use nash_equilibrium for β = 0)")
     if tol is None:
-        tol = max(1e-12, 1e-13 / float(np.min(beta)))
+        tol = max(1e-12, 1e-14 / float(np.min(beta)))
     if reference is not None:
         game = _with_reference(game, reference)
     from .exact import ExactBackend

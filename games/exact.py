@@ -10,6 +10,8 @@ Everything is computed in log space and batched over leading axes, with numpy (d
 """
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,10 @@ class TabularPolicy:
     """Log-probabilities per slot, each of shape (*batch, n_slot), normalised (logsumexp = 0)."""
 
     logp: tuple
+
+    def __getstate__(self):
+        # what the backend cached on this value (probabilities, payoffs) is not part of it
+        return {k: v for k, v in self.__dict__.items() if k != "_exact_cache"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +84,10 @@ class ExactBackend:
         if np.any(np.asarray(self.lipschitz) == 0):
             raise ValueError("the game is constant (every payoff equal): every policy is an equilibrium, there is nothing to learn")
         self.queries = 0
+        # Policies are values, so what is derived from one (its probabilities, its payoff vectors) is
+        # cached on it and reused: the run loop's average, the next step's query and the metrics then
+        # share one exp and one pass over the matrix. The token ties a cache to this backend's game.
+        self._token = object()
 
     # -- helpers ------------------------------------------------------------------------------------
     def _broadcast(self, x):
@@ -90,19 +100,40 @@ class ExactBackend:
         """A scalar or a per-game array of coefficients, shaped to broadcast over actions."""
         if isinstance(c, (int, float)):
             return c
-        c = self.ops.asarray(c)
+        c = self.ops.coef(c)
         return c if c.ndim == 0 else c[..., None]
+
+    def asarray(self, x):
+        """Numbers or numpy arrays (e.g. per-game hyperparameters) as this backend's arrays."""
+        return self.ops.coef(x)
+
+    def _cache(self, policy: TabularPolicy) -> dict:
+        c = policy.__dict__.get("_exact_cache")
+        if c is None or c[0] is not self._token:
+            c = (self._token, {})
+            object.__setattr__(policy, "_exact_cache", c)  # frozen dataclass: a private, derived field
+        return c[1]
 
     @property
     def slots(self) -> int:
         return len(self._update_roles)
 
-    def _q(self, role, probs):
-        p = probs[role.opp]
-        return self.ops.matvec(self.M, p) if role.left else -self.ops.vecmat(p, self.M)
+    def _q(self, role, policy: TabularPolicy):
+        """Payoffs of ``role``'s actions against ``policy`` (one pass over the matrix, cached)."""
+        cache = self._cache(policy)
+        key = (role.opp, role.left)
+        q = cache.get(key)
+        if q is None:
+            p = self.probs(policy)[role.opp]
+            q = cache[key] = self.ops.matvec(self.M, p) if role.left else -self.ops.vecmat(p, self.M)
+        return q
 
     def probs(self, policy: TabularPolicy) -> tuple:
-        return tuple(self.ops.exp(l) for l in policy.logp)
+        cache = self._cache(policy)
+        p = cache.get("probs")
+        if p is None:
+            p = cache["probs"] = tuple(self.ops.exp(l) for l in policy.logp)
+        return p
 
     # -- the interface the algorithms use ---------------------------------------------------------
     def initial_policy(self, init=None) -> TabularPolicy:
@@ -114,19 +145,24 @@ class ExactBackend:
     def win_rates(self, sigma: TabularPolicy) -> WinRates:
         """One oracle query per game: every action's payoff against σ, for every slot."""
         self.queries += 1
-        probs = self.probs(sigma)
-        return WinRates(tuple(self._q(r, probs) for r in self._update_roles))
+        return WinRates(tuple(self._q(r, sigma) for r in self._update_roles))
 
     def realise(self, terms) -> TabularPolicy:
         """The policy whose logits are Σ coef·term (term: a policy's log-probs or win rates), normalised."""
         out = []
         for s in range(self.slots):
-            logits = 0.0
+            logits = None
             for c, term in terms:
                 if isinstance(c, (int, float)) and c == 0:
                     continue  # skips 0·(−inf) for policies with zero mass
                 arr = term.logp[s] if isinstance(term, TabularPolicy) else term.q[s]
-                logits = logits + self._coef(c) * arr
+                x = self._coef(c) * arr
+                if logits is None:
+                    logits = x
+                elif logits.shape == x.shape:
+                    logits += x  # in place into the fresh array made just above: no one else holds it
+                else:
+                    logits = logits + x
             out.append(self._normalise(logits))
         return TabularPolicy(tuple(out))
 
@@ -138,19 +174,24 @@ class ExactBackend:
         """Per game of a batch: ``a`` where ``mask`` else ``b``."""
         if isinstance(mask, (bool, np.bool_)):
             return a if mask else b
-        m = self.ops.asarray(mask)[..., None] > 0
+        if not (self.ops.is_array(mask) and mask.dtype == self._bool_dtype):
+            mask = self.ops.asarray(mask) > 0
+        m = mask[..., None]
         return TabularPolicy(tuple(self.ops.where(m, x, y) for x, y in zip(a.logp, b.logp)))
 
+    @functools.cached_property
+    def _bool_dtype(self):
+        return (self.ops.asarray(0.0) > 0).dtype
+
     def _normalise(self, logits):
-        if not self.ops.is_array(logits):
+        if logits is None or not self.ops.is_array(logits):
             raise ValueError("a realised target needs at least one term with a non-zero coefficient")
         return logits - self.ops.logsumexp(logits)[..., None]
 
     # -- metrics (exact) ----------------------------------------------------------------------------
     def duality_gap(self, policy: TabularPolicy):
         """max_y (Pπ)_y − min_y (πᵀP)_y; for a zero-sum pair max(Ay) − min(xᵀA). Zero exactly at a NE."""
-        probs = self.probs(policy)
-        return sum(self.ops.max(self._q(r, probs)) for r in self._gap_roles)
+        return functools.reduce(operator.add, (self.ops.max(self._q(r, policy)) for r in self._gap_roles))
 
     def regularized_gap(self, policy: TabularPolicy, beta, magnet: TabularPolicy | None = None):
         """Duality gap of the game regularised by β·KL(·‖magnet) (magnet: the reference by default).
@@ -159,31 +200,31 @@ class ExactBackend:
         2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE.
         """
         magnet = self.reference if magnet is None else magnet
-        probs = self.probs(policy)
         if isinstance(beta, (int, float)) and beta == 0:
             return self.duality_gap(policy)
         b = self._coef(beta)
         b0 = b if isinstance(b, (int, float)) else b[..., 0]
         total = 0.0
+        probs = self.probs(policy)
         for r in self._gap_roles:
             lr = magnet.logp[r.slot]
-            total = total + b0 * self.ops.logsumexp(lr + self._q(r, probs) / b)
-            total = total + b0 * self._kl(policy.logp[r.slot], lr)
+            total = total + b0 * self.ops.logsumexp(lr + self._q(r, policy) / b)
+            total = total + b0 * self._kl(probs[r.slot], policy.logp[r.slot], lr)
         return total
 
-    def _kl(self, lp, lq):
-        p = self.ops.exp(lp)
+    def _kl(self, p, lp, lq):
         # 0·log 0 = 0: entries with no mass contribute nothing even where lq is −inf too.
         return self.ops.sum(self.ops.where(p > 0, p * (lp - lq), 0.0 * p))
 
     def kl(self, p: TabularPolicy, q: TabularPolicy):
         """KL(p‖q), summed over policy slots."""
-        return sum(self._kl(a, b) for a, b in zip(p.logp, q.logp))
+        return sum(self._kl(pp, a, b) for pp, a, b in zip(self.probs(p), p.logp, q.logp))
 
     # -- conversion ---------------------------------------------------------------------------------
     def to_numpy(self, policy: TabularPolicy):
         """Probabilities as numpy: one array (preference game) or the pair (x, y) (zero-sum game)."""
-        ps = tuple(np.asarray(self.ops.to_numpy(p), dtype=np.float64) for p in self.probs(policy))
+        # a copy: the probabilities are cached on the policy value and must not be mutable through it
+        ps = tuple(np.array(self.ops.to_numpy(p), dtype=np.float64) for p in self.probs(policy))
         return ps[0] if self.symmetric else ps
 
     def from_probs(self, probs) -> TabularPolicy:
@@ -205,3 +246,19 @@ class ExactBackend:
 
     def __repr__(self):
         return f"ExactBackend({self.game!r}, {self.ops.name})"
+
+
+def tile(game, B: int):
+    """A batch of ``B`` copies of a single game, e.g. to sweep per-game hyperparameters on one game:
+    ``run(MMD(eta=etas, alpha=alphas), tile(g, len(etas)), steps)`` with arrays of length B."""
+    if not isinstance(B, (int, np.integer)) or B < 1:
+        raise ValueError(f"B must be a positive int; got {B!r}")
+    if game.batch_shape:
+        raise ValueError(f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}")
+    rep = lambda x: np.broadcast_to(x, (B,) + np.shape(x))
+    name = f"{game.name}x{B}"
+    if isinstance(game, PreferenceGame):
+        nash = None if game.nash is None else rep(game.nash)
+        return PreferenceGame(rep(game.P), rep(np.exp(game.log_reference)), game.names, nash, name)
+    ref = tuple(rep(np.exp(r)) for r in game.log_reference)
+    return ZeroSumGame(rep(game.A), ref, game.names, game.nash, name)

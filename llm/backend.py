@@ -183,6 +183,10 @@ class LLMBackend:
             return other
         return Mixture(policy, other, w)
 
+    def asarray(self, x):
+        """Numbers as this backend's values (metrics here are Python floats)."""
+        return np.asarray(x, dtype=np.float64)
+
     def where(self, mask, a, b):
         return a if bool(np.all(mask)) else b
 

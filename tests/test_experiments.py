@@ -50,9 +50,11 @@ def test_convergence(tmp_path):
     r0 = rows.where(algorithm="mpo", game="random(n=10)#0", metric="duality_gap")
     r1 = rows.where(algorithm="mpo", game="random(n=10)#1", metric="duality_gap")
     assert [r["iteration"] for r in r0] == [r["iteration"] for r in r1]
-    # average_gap has no value at t = 0: its rows start at t = 1 and align with the iterations
+    # average_gap is recorded at every iteration, from t = 0 (where the only iterate is π_0)
     avg = rows.where(algorithm="mwu", game="cyclic3", metric="average_gap")
-    assert min(r["iteration"] for r in avg) == 1 and max(r["iteration"] for r in avg) == cfg.steps
+    gap = rows.where(algorithm="mwu", game="cyclic3", metric="duality_gap")
+    assert [r["iteration"] for r in avg] == [r["iteration"] for r in gap]
+    assert avg[0]["value"] == gap[0]["value"]
 
 
 def test_convergence_plot_only_and_overrides(tmp_path):

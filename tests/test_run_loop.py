@@ -61,9 +61,6 @@ def test_batched_history_shapes():
     np.testing.assert_allclose(r.history["duality_gap"][:, 2], solo.history["duality_gap"], rtol=0, atol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (algorithms/run.py): no average_gap is recorded at t = 0 (no average "
-                   "yet), so history['average_gap'] has one row fewer than history['iteration'] and row i "
-                   "belongs to iteration[i+1]; record NaN (or the gap of π_0) at t = 0 to keep rows aligned")
 def test_average_gap_is_aligned_with_iteration():
     r = algorithms.run(algorithms.MWU(), G, 10, init=INIT3)
     assert len(r.history["average_gap"]) == len(r.history["iteration"])
@@ -191,8 +188,6 @@ def test_resume_from_state_is_identical_to_an_uninterrupted_run(name):
     np.testing.assert_array_equal(rest.history["iteration"], [20, 50])
 
 
-@pytest.mark.xfail(strict=True, reason="bug (algorithms/run.py): with state=..., run() skips algo.bind(), so an "
-                   "algorithm with default (None) hyperparameters runs with eta=None and returns NaN silently")
 def test_resume_from_state_with_the_same_unbound_algorithm():
     full = algorithms.run(algorithms.MWU(), G, 50, init=INIT3, record=[50])
     part = algorithms.run(algorithms.MWU(), G, 20, init=INIT3, record=[20])

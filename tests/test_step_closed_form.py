@@ -302,7 +302,7 @@ def test_documented_defaults():
         "inpo": dict(tau=0.2 * L, eta=(L**2 + (0.2 * L) ** 2) / (0.2 * L)),
         "mnpo": dict(tau=0.2 * L, eta=(L**2 + (0.2 * L) ** 2) / (0.2 * L), weights=(2 / 3, 1 / 3)),
         "mwu": dict(eta=0.05 / L),
-        "omwu": dict(eta=0.05 / L),
+        "omwu": dict(eta=0.125 / L),
     }
     for name, hp in expect.items():
         bound = algorithms.make(name).bind(be)
