@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+from .base import AlgorithmMixin, State, as_param, check, require
+from .mirror_prox import extragradient_step
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,7 @@ class EGPO(AlgorithmMixin):
         return as_param(1 - np.asarray(eb)), eb, self.eta
 
     def step(self, backend, state):
-        a, b, c = self.coefficients()
-        ref = backend.reference
-        half = prox_step(backend, state.policy, ref, backend.win_rates(state.policy), a, b, c)
-        new = prox_step(backend, state.policy, ref, backend.win_rates(half), a, b, c)
-        return State(new, state.t + 1)
+        return State(extragradient_step(backend, state.policy, *self.coefficients()), state.t + 1)
 
     def regularization(self, state):
         return (self.beta, None)

@@ -8,6 +8,14 @@ import numpy as np
 from .base import AlgorithmMixin, State, as_param, check, prox_step, require
 
 
+def extragradient_step(backend, policy, a, b, c):
+    """π_{+½} ∝ π^a·μ^b·e^{c·g(π)}, then π_{+1} ∝ π^a·μ^b·e^{c·g(π_{+½})}: the anchor stays π.
+    Shared by Mirror Prox and EGPO, which differ only in how (a, b, c) are parametrised."""
+    ref = backend.reference
+    half = prox_step(backend, policy, ref, backend.win_rates(policy), a, b, c)
+    return prox_step(backend, policy, ref, backend.win_rates(half), a, b, c)
+
+
 @dataclass(frozen=True)
 class MirrorProx(AlgorithmMixin):
     """Mirror Prox (extragradient) on the β-regularised game, in Nash-MP's parametrisation.
@@ -51,11 +59,7 @@ class MirrorProx(AlgorithmMixin):
         return as_param(1 / d), as_param(self.eta / d), as_param(np.asarray(self.eta) / (np.asarray(self.beta) * d))
 
     def step(self, backend, state):
-        a, b, c = self.coefficients()
-        ref = backend.reference
-        half = prox_step(backend, state.policy, ref, backend.win_rates(state.policy), a, b, c)
-        new = prox_step(backend, state.policy, ref, backend.win_rates(half), a, b, c)
-        return State(new, state.t + 1)
+        return State(extragradient_step(backend, state.policy, *self.coefficients()), state.t + 1)
 
     def regularization(self, state):
         return (self.beta, None)

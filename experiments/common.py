@@ -393,3 +393,14 @@ def record_schedule(steps: int, n: int = 300) -> list[int]:
     geo = np.round(np.geomspace(1, max(steps, 1), n)).astype(int)
     lin = np.linspace(0, steps, n).round().astype(int)
     return sorted(set(geo.tolist()) | set(lin.tolist()) | {0, steps})
+
+
+def main(config_cls, run, plot, argv=None):
+    """The body of every script's main: parse flags, run (unless --plot-only), write the CSV, plot."""
+    cfg = parse(config_cls, argv)
+    with Timer() as t:
+        if not cfg.plot_only:
+            write_csv(cfg.csv_path, run(cfg))
+        fig = plot(cfg, read_csv(cfg.csv_path))
+    report(cfg, [cfg.csv_path, fig], t.seconds)
+    return cfg

@@ -148,13 +148,7 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
 
 
 def main(argv=None):
-    cfg = common.parse(Config, argv)
-    with common.Timer() as t:
-        if not cfg.plot_only:
-            common.write_csv(cfg.csv_path, run(cfg))
-        fig = plot(cfg, common.read_csv(cfg.csv_path))
-    common.report(cfg, [cfg.csv_path, fig], t.seconds)
-    return cfg
+    return common.main(Config, run, plot, argv)
 
 
 if __name__ == "__main__":
