@@ -22,10 +22,14 @@ from .sampling import (
     sample_mixture,
 )
 from .world import EnumerableWorld
+from .backend import LLMBackend, LLMConfig, Mixture
 
 __all__ = [
     "CountingOracle",
     "EnumerableWorld",
+    "LLMBackend",
+    "LLMConfig",
+    "Mixture",
     "MatrixOracle",
     "MixtureDecoder",
     "MixtureOracle",
