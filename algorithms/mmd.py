@@ -26,6 +26,9 @@ def resolve_mmd(backend, eta, alpha, guarantee, algo):
     """Defaults α = 0.2·L and η = α/L² (the proven bound), and the guarantee check."""
     L = backend.lipschitz
     alpha = 0.2 * np.asarray(L) if alpha is None else alpha
+    if eta is None and np.any(np.asarray(alpha) == 0):
+        raise ValueError(f"{algo}: with alpha=0 there is no magnet and no default step (η ≤ α/L² = 0); "
+                         "pass eta explicitly (this is then plain mirror descent, i.e. MWU)")
     bound = np.asarray(alpha) / np.asarray(L) ** 2
     eta = bound if eta is None else eta
     if guarantee:
@@ -68,8 +71,13 @@ class MMD(AlgorithmMixin):
         return self.replace(eta=eta, alpha=alpha)
 
     def init(self, backend, policy):
-        magnet = backend.reference if self.magnet is None else backend.from_probs(self.magnet)
-        return MagnetState(policy, magnet, 0)
+        if self.magnet is None:
+            return MagnetState(policy, backend.reference, 0)
+        parts = self.magnet if isinstance(self.magnet, tuple) else (self.magnet,)
+        if any(isinstance(p, (list, np.ndarray)) and np.any(np.asarray(p) <= 0) for p in parts):
+            raise ValueError("MMD: the magnet must be strictly positive (a KL anchor with a zero entry makes the "
+                             "regularised game undefined); mix in a little uniform mass")
+        return MagnetState(policy, backend.from_probs(self.magnet), 0)
 
     def step(self, backend, state):
         new = mmd_step(backend, state.policy, state.magnet, self.eta, self.alpha)

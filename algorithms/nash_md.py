@@ -62,6 +62,9 @@ class NashMD(AlgorithmMixin):
     def step(self, backend, state):
         eta = as_param(self.eta_at(state.t))
         w = as_param(np.asarray(eta) * np.asarray(self.beta))
+        require((np.asarray(w) > 0) & (np.asarray(w) <= 1),
+                f"NashMD: the schedule gave eta_t = {eta!r} at t = {state.t}; Nash-MD needs 0 < eta_t*beta <= 1 "
+                "(the mixture weight on the reference)")
         mix = backend.mixture(state.policy, backend.reference, w)
         g = backend.win_rates(mix)
         new = prox_step(backend, state.policy, backend.reference, g, as_param(1 - np.asarray(w)), w, eta)

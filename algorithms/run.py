@@ -126,6 +126,19 @@ def _metrics(algo, backend, state: RunState, average: bool):
     return out
 
 
+def _check_per_game(algo, backend):
+    """Per-game hyperparameters are 1-D, one value per game of the batch (any length on a single game)."""
+    import dataclasses
+
+    batch = tuple(getattr(backend, "batch_shape", ()) or ())
+    for f in dataclasses.fields(algo):
+        v = getattr(algo, f.name)
+        if isinstance(v, np.ndarray) and v.ndim >= 1:
+            if v.ndim != 1 or (batch and v.shape != batch[:1]):
+                want = f"{batch[0]} values (one per game)" if batch else "a 1-D array (one value per game)"
+                raise ValueError(f"{type(algo).__name__}: {f.name} has shape {v.shape}; this game needs a number or {want}")
+
+
 def _save(path, algo, state):
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
@@ -184,6 +197,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     elif average and not has_probs:
         raise ValueError(f"{type(be).__name__} has no exact probabilities to average; pass average=False")
     algo = algo.bind(be)  # idempotent on an already bound algorithm (resume), required on a fresh one
+    _check_per_game(algo, be)
     if state is None:
         state = RunState(algo.init(be, be.initial_policy(init)))
     start = state.t

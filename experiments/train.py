@@ -83,6 +83,11 @@ def run_llm(cfg: Config) -> list:
     """The LLM backend: llm.train on the game's enumerable world; the LM's exact gap is recorded."""
     from llm.train import LLMTrainConfig, train
 
+    ignored = [f for f, v in (("--init", cfg.init != "reference"), ("--record", cfg.record), ("--game-args", cfg.game_args)) if v]
+    if ignored:
+        raise SystemExit(f"train: {', '.join(ignored)} apply to --backend exact only (the LLM world records every step "
+                         "and starts from the model)")
+
     tc = LLMTrainConfig(algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=str(Path(cfg.out) / "llm"),
                         seed=cfg.seed, hparams=common.parse_hparams(cfg.hparams).get(None, {}),
                         model=cfg.model or None, oracle=cfg.oracle, response_len=cfg.response_len, lr=cfg.lr,

@@ -190,7 +190,8 @@ class ZeroSumGame:
         if not self.batch_shape:
             raise TypeError("indexing selects a game from a batch; this is a single game")
         ref = tuple(np.exp(r if r.ndim == 1 else r[b]) for r in self.log_reference)
-        return ZeroSumGame(self.A[b], ref, self.names, self.nash, f"{self.name}[{b}]")
+        nash = None if self.nash is None else tuple(np.asarray(x) if np.ndim(x) == 1 else np.asarray(x)[b] for x in self.nash)
+        return ZeroSumGame(self.A[b], ref, self.names, nash, f"{self.name}[{b}]")
 
     def __repr__(self):
         b = f", batch={self.batch_shape}" if self.batch_shape else ""

@@ -156,7 +156,12 @@ class ExactBackend:
                 if isinstance(c, (int, float)) and c == 0:
                     continue  # skips 0·(−inf) for policies with zero mass
                 arr = term.logp[s] if isinstance(term, TabularPolicy) else term.q[s]
-                x = self._coef(c) * arr
+                cc = self._coef(c)
+                with np.errstate(invalid="ignore"):  # 0·(−inf) = nan, replaced just below
+                    x = cc * arr
+                if not isinstance(cc, (int, float)) and isinstance(term, TabularPolicy):
+                    # a per-game coefficient that is 0 for some games: 0·(−inf) must be 0 there too
+                    x = self.ops.where(cc == 0, 0.0 * cc, x)
                 if logits is None:
                     logits = x
                 elif logits.shape == x.shape:
@@ -214,7 +219,8 @@ class ExactBackend:
 
     def _kl(self, p, lp, lq):
         # 0·log 0 = 0: entries with no mass contribute nothing even where lq is −inf too.
-        return self.ops.sum(self.ops.where(p > 0, p * (lp - lq), 0.0 * p))
+        with np.errstate(invalid="ignore"):  # (−inf) − (−inf) where p = 0: masked out
+            return self.ops.sum(self.ops.where(p > 0, p * (lp - lq), 0.0 * p))
 
     def kl(self, p: TabularPolicy, q: TabularPolicy):
         """KL(p‖q), summed over policy slots."""
@@ -240,6 +246,9 @@ class ExactBackend:
                 raise ValueError(f"a policy must be a finite, non-negative vector of length {n}; got shape {p.shape}")
             if np.any(np.abs(p.sum(-1) - 1) > 1e-9):
                 raise ValueError(f"a policy must sum to 1; got {p.sum(-1)!r}")
+            if p.shape[:-1] not in ((), self.batch_shape):
+                raise ValueError(f"a policy for this game has shape ({n},)" + (f" or {self.batch_shape + (n,)} (one row per game)"
+                                 if self.batch_shape else "") + f"; got {p.shape}")
             with np.errstate(divide="ignore"):
                 out.append(self._broadcast(self.ops.asarray(np.log(p))))
         return TabularPolicy(tuple(out))

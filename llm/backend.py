@@ -42,9 +42,14 @@ class Mixture:
 
 @dataclass(frozen=True, eq=False)
 class LMWinRates:
-    """g(σ)_y = P(y ≻ σ), for the opponent σ (a policy or a mixture), estimated on demand."""
+    """g(σ)_y = P(y ≻ σ), for the opponent σ (a policy or a mixture), estimated on demand.
+
+    Estimates are cached on the handle (per prompt and response), so an algorithm that reuses a
+    handle — OMWU's g(π_{t−1}) — costs no new samples or queries for responses already judged.
+    """
 
     opponent: object
+    cache: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -205,7 +210,7 @@ class LLMBackend:
             for c, p in policy_terms:
                 target += c * self._logp(p, prompts, responses)
         for c, g in g_terms:
-            target += c * self._g_hat(g.opponent, prompts, responses)
+            target += c * self._g_hat(g, prompts, responses)
         self._fit(anchor, prompts, responses, weights, target)
         return self.live.snapshot()
 
@@ -247,8 +252,20 @@ class LLMBackend:
             return w.mixture_distribution(sigma.policy, sigma.other, sigma.weight, pi)
         return w.exact_distribution(sigma, pi)
 
-    def _g_hat(self, sigma, prompts, responses):
-        """ĝ(y) = P(y ≻ σ | x) for every row: exact (P_resp·σ) or averaged over opponent samples."""
+    def _g_hat(self, handle, prompts, responses):
+        """ĝ(y) = P(y ≻ σ | x) for every row (cached on the handle)."""
+        out = torch.zeros(len(responses), dtype=torch.float64)
+        todo = [r for r in range(len(responses)) if (tuple(prompts[r]), tuple(responses[r])) not in handle.cache]
+        if todo:
+            g = self._g_estimate(handle.opponent, [prompts[r] for r in todo], [responses[r] for r in todo])
+            for r, v in zip(todo, g.tolist()):
+                handle.cache[(tuple(prompts[r]), tuple(responses[r]))] = v
+        for r in range(len(responses)):
+            out[r] = handle.cache[(tuple(prompts[r]), tuple(responses[r]))]
+        return out
+
+    def _g_estimate(self, sigma, prompts, responses):
+        """ĝ(y) = P(y ≻ σ | x): exact (P_resp·σ) or averaged over opponent samples."""
         out = torch.zeros(len(responses), dtype=torch.float64)
         groups = {}
         for r, x in enumerate(prompts):
@@ -322,36 +339,48 @@ class LLMBackend:
         self.timings.loss += self._time() - t0
 
     # -- metrics (exact, in an enumerable world) ------------------------------------------------------
-    def _tabular(self, policy):
+    def _tabular(self, policy, prompt: int = 0):
         if self.world is None:
             raise ValueError("exact metrics need an EnumerableWorld (LLMBackend(..., world=world))")
         from games import TabularPolicy
 
         if isinstance(policy, Mixture):
-            dist = self.world.mixture_distribution(policy.policy, policy.other, policy.weight)
+            dist = self.world.mixture_distribution(policy.policy, policy.other, policy.weight, prompt)
         else:
-            dist = self.world.exact_distribution(policy)
+            dist = self.world.exact_distribution(policy, prompt)
         with np.errstate(divide="ignore"):
             logp = np.log(dist.detach().cpu().numpy().astype(np.float64))
         return TabularPolicy((logp - np.logaddexp.reduce(logp),))
 
-    def duality_gap(self, policy):
-        """Exact duality gap of the LM's response distribution (NaN without a world)."""
+    def _per_prompt(self, fn, *policies):
+        """The mean over the world's prompts of an exact metric of the response distributions."""
         if self.world is None:
             return math.nan
-        return float(self._exact.duality_gap(self._tabular(policy)))
+        n = len(self.world.prompts)
+        return float(np.mean([fn(*(None if p is None else self._tabular(p, i) for p in policies)) for i in range(n)]))
+
+    def duality_gap(self, policy):
+        """Exact duality gap of the LM's response distribution, averaged over prompts (NaN without a world)."""
+        return self._per_prompt(self._exact.duality_gap, policy) if self.world is not None else math.nan
 
     def regularized_gap(self, policy, beta, magnet=None):
         if self.world is None:
             return math.nan
         magnet = self.reference if magnet is None else magnet
-        return float(self._exact.regularized_gap(self._tabular(policy), beta, self._tabular(magnet)))
+        return self._per_prompt(lambda p, m: self._exact.regularized_gap(p, beta, m), policy, magnet)
 
     def kl(self, p, q):
-        return float(self._exact.kl(self._tabular(p), self._tabular(q)))
+        return self._per_prompt(self._exact.kl, p, q)
+
+    def from_probs(self, policy):
+        """Policies on an LM are models: a given Policy is snapshotted; probabilities are refused."""
+        if isinstance(policy, Policy):
+            return policy.snapshot()
+        raise ValueError("on the LLM backend a policy (e.g. a magnet) is a llm.Policy, not probabilities; "
+                         "pass a Policy, or None for the reference model")
 
     def to_numpy(self, policy):
-        """The exact response distribution (numpy) in a world; the policy itself otherwise."""
+        """The exact response distribution for prompt 0 (numpy) in a world; the policy itself otherwise."""
         if self.world is None:
             return policy
         return np.exp(self._tabular(policy).logp[0])

@@ -176,3 +176,18 @@ def test_zero_sum_batch_indexing():
     g = games.ZeroSumGame(A)
     assert g.sizes == (4, 5) and len(g) == 3
     np.testing.assert_array_equal(g[2].A, A[2])
+
+
+@pytest.mark.parametrize("make", [lambda: games.make("cyclic3"), lambda: games.make("random", n=7, seed=3),
+                                  lambda: games.make("kuhn_poker"), lambda: games.ZeroSumGame(np.arange(12.0).reshape(3, 4) ** 1.5)])
+def test_lipschitz_constant_by_enumeration(make):
+    """L = max over pure-strategy differences e_a − e_b (‖·‖₁ = 2) of ‖M(e_a − e_b)‖∞ / 2, for both players'
+    payoff matrices — the ℓ1→ℓ∞ constant on differences of policies, enumerated independently."""
+    g = make()
+    M = g.P if isinstance(g, games.PreferenceGame) else g.A
+    best = 0.0
+    for X in (M, M.T):  # the row player's q = A y varies with y's columns; the column player's with x's rows
+        for a in range(X.shape[1]):
+            for b in range(X.shape[1]):
+                best = max(best, np.abs(X[:, a] - X[:, b]).max() / 2)
+    assert games.ExactBackend(g).lipschitz == pytest.approx(best, rel=1e-15)

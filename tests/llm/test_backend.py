@@ -127,3 +127,42 @@ def test_train_script_llm_backend(tmp_path, capsys):
     gaps = rows.where(metric="duality_gap")
     assert [r["iteration"] for r in gaps] == list(range(31))
     assert "s per algorithm step" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["mmd", "mpo", "inpo"])
+def test_llm_tracks_exact_backend_two_token_responses(name):
+    """Responses of 2 tokens (9 of them): the LM's sequence log-probs are sums over tokens."""
+    w2 = EnumerableWorld(games.make("cyclic3").P, response_len=2)
+    be, game = _pair(w2)
+    r_llm = algorithms.run(algorithms.make(name), be, 3, record="all")
+    r_ex = algorithms.run(algorithms.make(name), game, 3, record="all", average=False)
+    np.testing.assert_allclose(r_llm.policy, r_ex.policy, atol=2e-5)
+    assert np.abs(r_ex.policy - be.to_numpy(be.reference)).max() > 1e-2
+
+
+def test_metrics_average_over_prompts():
+    w = EnumerableWorld(games.make("cyclic3").P, response_len=1, n_prompts=2)
+    be = LLMBackend(w.make_policy(seed=0, init_std=0.5), world=w, config=EXACT)
+    per = [w.duality_gap(be.reference, prompt=i) for i in range(2)]
+    assert abs(per[0] - per[1]) > 1e-4  # the prompts differ, so averaging is visible
+    # (the world sums float32 probabilities as they are; the backend renormalises them in float64)
+    assert be.duality_gap(be.reference) == pytest.approx(np.mean(per), abs=1e-6)
+
+
+def test_omwu_reuses_the_previous_win_rates(world):
+    """OMWU's g(π_{t−1}) is the previous step's estimate: no second round of oracle queries."""
+    counts = {}
+    for name in ("mwu", "omwu"):
+        be = LLMBackend(world.make_policy(seed=0), world=world, config=LLMConfig(samples=8, opponents=64))
+        r = algorithms.run(algorithms.make(name), be, 5, record="all")
+        counts[name] = np.diff(r.history["queries"])
+    np.testing.assert_array_equal(counts["omwu"], counts["mwu"])
+
+
+def test_magnet_as_probabilities_is_refused_on_an_lm(world):
+    be = LLMBackend(world.make_policy(seed=0), world=world, config=EXACT)
+    with pytest.raises(ValueError, match="llm.Policy"):
+        algorithms.run(algorithms.MMD(magnet=[0.2, 0.3, 0.5]), be, 1)
+    # a Policy is a valid magnet
+    r = algorithms.run(algorithms.MMD(magnet=world.make_policy(seed=5)), be, 1)
+    assert np.isfinite(r.history["duality_gap"]).all()
