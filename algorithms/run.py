@@ -36,10 +36,9 @@ class Result:
     as_numpy: bool = True
 
     def _out(self, policy):
-        if self.as_numpy or not hasattr(self.backend, "ops"):
+        if self.as_numpy or not hasattr(self.backend, "to_arrays"):
             return self.backend.to_numpy(policy)
-        probs = tuple(self.backend.ops.exp(l) for l in policy.logp)  # fresh arrays, nothing aliased
-        return probs[0] if len(probs) == 1 else probs
+        return self.backend.to_arrays(policy)
 
     @property
     def policy(self):
@@ -49,11 +48,7 @@ class Result:
     def average_policy(self):
         if self.state.avg is None:
             return self.policy
-        from games.exact import TabularPolicy  # noqa: deferred, the exact backend owns the type
-
-        with np.errstate(divide="ignore"):
-            logs = tuple(self.backend.ops.log(a) for a in self.state.avg)
-        return self._out(TabularPolicy(logs))
+        return self._out(self.backend.from_average(self.state.avg))
 
     @property
     def steps(self):
@@ -105,9 +100,7 @@ def _all_le(x, bound) -> bool:
 def _metrics(algo, backend, state: RunState, average: bool):
     # Only the recorded values (one per game) leave the backend's device.
     def ops_to_np(x):
-        if hasattr(x, "shape") and hasattr(backend, "ops"):
-            return np.asarray(backend.ops.to_numpy(x), dtype=np.float64)
-        return np.float64(x)
+        return backend.host(x) if hasattr(backend, "host") else np.float64(x)
 
     s = state.algo_state
     out = {"duality_gap": ops_to_np(backend.duality_gap(s.policy))}
@@ -116,11 +109,7 @@ def _metrics(algo, backend, state: RunState, average: bool):
         beta, magnet = reg
         out["regularized_gap"] = ops_to_np(backend.regularized_gap(s.policy, beta, magnet))
     if state.avg is not None:
-        from games.exact import TabularPolicy
-
-        with np.errstate(divide="ignore"):
-            avg = TabularPolicy(tuple(backend.ops.log(a) for a in state.avg))
-        out["average_gap"] = ops_to_np(backend.duality_gap(avg))
+        out["average_gap"] = ops_to_np(backend.duality_gap(backend.from_average(state.avg)))
     elif average:  # before the first step the only iterate is π_0: its gap keeps the rows aligned
         out["average_gap"] = out["duality_gap"]
     return out
@@ -191,7 +180,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
             raise ValueError("resume=True needs checkpoint=PATH")
         if os.path.exists(checkpoint):
             algo, state = load_checkpoint(checkpoint)
-    has_probs = hasattr(be, "probs")
+    has_probs = hasattr(be, "average")
     if average is None:
         average = has_probs
     elif average and not has_probs:
@@ -232,14 +221,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         new_algo_state = algo.step(be, state.algo_state)
         queries = state.queries + (be.queries - q0)
         q0 = be.queries
-        avg = state.avg
-        if average:
-            probs = be.probs(new_algo_state.policy)
-            if avg is None:
-                avg = probs
-            else:
-                w = 1.0 / new_algo_state.t
-                avg = tuple(a + (p - a) * w for a, p in zip(avg, probs))
+        avg = be.average(state.avg, new_algo_state.policy, new_algo_state.t) if average else state.avg
         state = RunState(new_algo_state, queries, avg)
         if bar is not None:
             bar.update(1)

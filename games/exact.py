@@ -193,6 +193,27 @@ class ExactBackend:
             raise ValueError("a realised target needs at least one term with a non-zero coefficient")
         return logits - self.ops.logsumexp(logits)[..., None]
 
+    # -- the average iterate (the run loop keeps it only on backends that have these) ----------------
+    def average(self, avg, policy: TabularPolicy, t: int):
+        """Running mean of the iterates' probabilities: avg_t = avg_{t−1} + (π_t − avg_{t−1})/t."""
+        probs = self.probs(policy)
+        if avg is None:
+            return probs
+        return tuple(a + (p - a) * (1.0 / t) for a, p in zip(avg, probs))
+
+    def from_average(self, avg) -> TabularPolicy:
+        with np.errstate(divide="ignore"):
+            return TabularPolicy(tuple(self.ops.log(a) for a in avg))
+
+    def host(self, x):
+        """A metric value (one per game) as numpy float64, wherever the backend computed it."""
+        return np.asarray(self.ops.to_numpy(x), dtype=np.float64)
+
+    def to_arrays(self, policy: TabularPolicy):
+        """Probabilities as this backend's arrays (fresh, nothing aliased); a pair for a zero-sum game."""
+        probs = tuple(self.ops.exp(l) for l in policy.logp)
+        return probs[0] if len(probs) == 1 else probs
+
     # -- metrics (exact) ----------------------------------------------------------------------------
     def duality_gap(self, policy: TabularPolicy):
         """max_y (Pπ)_y − min_y (πᵀP)_y; for a zero-sum pair max(Ay) − min(xᵀA). Zero exactly at a NE."""

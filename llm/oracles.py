@@ -48,17 +48,15 @@ class CountingOracle:
         raise NotImplementedError
 
 
-def validate_preference_matrix(P, atol: float = 1e-9) -> np.ndarray:
-    """Return P as float64 after checking it is square, in [0,1], with P + Pᵀ = 1."""
+def validate_preference_matrix(P) -> np.ndarray:
+    """P as float64, validated by the one set of rules every preference game obeys
+    (``games.PreferenceGame``: square, entries in [0, 1], P + Pᵀ = 1, diagonal ½)."""
+    from games import PreferenceGame
+
     P = np.asarray(P, dtype=np.float64)
-    if P.ndim != 2 or P.shape[0] != P.shape[1] or P.shape[0] == 0:
-        raise ValueError(f"preference matrix must be square and non-empty, got shape {P.shape}")
-    if (P < -atol).any() or (P > 1 + atol).any():
-        raise ValueError("preference matrix entries must lie in [0, 1]")
-    err = np.abs(P + P.T - 1).max()
-    if err > atol:
-        raise ValueError(f"preference matrix is not antisymmetric: max |P + Pᵀ - 1| = {err:.3g}")
-    return P
+    if P.ndim != 2:
+        raise ValueError(f"preference matrix must be square (n x n), got shape {P.shape}")
+    return np.array(PreferenceGame(P).P)
 
 
 class MatrixOracle(CountingOracle):

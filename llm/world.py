@@ -157,11 +157,13 @@ class EnumerableWorld:
     def duality_gap(self, policy: Policy | torch.Tensor, prompt: int = 0) -> float:
         """2·max_i (P_resp π)_i − 1 for the symmetric game; 0 exactly at a Nash equilibrium.
 
-        Accepts a policy or an (N,) response distribution.
+        Accepts a policy or an (N,) response distribution; computed by ``games.duality_gap``.
         """
+        import games
+
         dist = policy if isinstance(policy, torch.Tensor) else self.exact_distribution(policy, prompt)
-        values = torch.as_tensor(self.P_resp, dtype=torch.float64) @ dist.detach().double().cpu()
-        return float(2 * values.max() - 1)
+        p = dist.detach().double().cpu().numpy()
+        return float(games.duality_gap(games.PreferenceGame(self.P_resp), p / p.sum()))
 
     # -- sampling ------------------------------------------------------------
     def sample(self, policy: Policy, n: int, prompt: int = 0, *, generator=None) -> list[list[int]]:

@@ -95,7 +95,7 @@ def test_matrix_oracle_reproduces_its_matrix_exactly():
 
 
 def test_matrix_oracle_validates_matrix_and_rule():
-    with pytest.raises(ValueError, match="not antisymmetric"):
+    with pytest.raises(ValueError, match="antisymmetric"):
         MatrixOracle(np.array([[0.5, 0.6], [0.6, 0.5]]))
     with pytest.raises(ValueError, match="square"):
         validate_preference_matrix(np.ones((2, 3)) / 2)

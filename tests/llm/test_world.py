@@ -62,7 +62,8 @@ def test_action_distribution_and_duality_gap(world, peaked, rps):
     want_q = [dist[torch.as_tensor(world.classes == k)].sum().item() for k in range(3)]
     assert np.allclose(q.numpy(), want_q)
     gap = world.duality_gap(peaked)
-    assert gap == pytest.approx(2 * (rps @ q.numpy()).max() - 1, abs=1e-9)
+    # the world renormalises its float32 distribution (off by ~6e-8) before the exact metric
+    assert gap == pytest.approx(2 * (rps @ q.numpy()).max() - 1, abs=1e-7)
     assert gap > 0
     # The RPS equilibrium: x ∝ solves P x = 1/2; spread it over responses by class.
     A = np.vstack([rps - 0.5, np.ones(3)])
