@@ -157,11 +157,14 @@ class ExactBackend:
                     continue  # skips 0·(−inf) for policies with zero mass
                 arr = term.logp[s] if isinstance(term, TabularPolicy) else term.q[s]
                 cc = self._coef(c)
-                with np.errstate(invalid="ignore"):  # 0·(−inf) = nan, replaced just below
-                    x = cc * arr
-                if not isinstance(cc, (int, float)) and isinstance(term, TabularPolicy):
+                if isinstance(term, TabularPolicy) and not isinstance(cc, (int, float)) and (
+                        not isinstance(c, np.ndarray) or np.any(c == 0)):
                     # a per-game coefficient that is 0 for some games: 0·(−inf) must be 0 there too
-                    x = self.ops.where(cc == 0, 0.0 * cc, x)
+                    # (decided on the host from numpy coefficients: no device sync, no cost otherwise)
+                    with np.errstate(invalid="ignore"):
+                        x = self.ops.where(cc == 0, 0.0 * cc, cc * arr)
+                else:
+                    x = cc * arr
                 if logits is None:
                     logits = x
                 elif logits.shape == x.shape:
