@@ -395,12 +395,17 @@ def record_schedule(steps: int, n: int = 300) -> list[int]:
     return sorted(set(geo.tolist()) | set(lin.tolist()) | {0, steps})
 
 
-def main(config_cls, run, plot, argv=None):
-    """The body of every script's main: parse flags, run (unless --plot-only), write the CSV, plot."""
+def main(config_cls, run, plot, argv=None, summarise=None):
+    """The body of every script's main: parse flags, run (unless --plot-only), write the CSV, plot.
+
+    ``summarise(cfg, rows)`` (optional) prints a table from the rows and returns any extra files it wrote.
+    """
     cfg = parse(config_cls, argv)
     with Timer() as t:
         if not cfg.plot_only:
             write_csv(cfg.csv_path, run(cfg))
-        fig = plot(cfg, read_csv(cfg.csv_path))
-    report(cfg, [cfg.csv_path, fig], t.seconds)
+        rows = read_csv(cfg.csv_path)
+        extra = list(summarise(cfg, rows) or []) if summarise else []
+        fig = plot(cfg, rows)
+    report(cfg, [cfg.csv_path, *extra, fig], t.seconds)
     return cfg

@@ -112,24 +112,19 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     return common.save(fig, cfg.figure_path())
 
 
-def main(argv=None):
-    cfg = common.parse(Config, argv)
-    with common.Timer() as t:
-        if not cfg.plot_only:
-            common.write_csv(cfg.csv_path, run(cfg))
-        rows = common.read_csv(cfg.csv_path)
-        fig = plot(cfg, rows)
-        last = {}
-        for r in rows.where(game=rows[0]["game"], metric="duality_gap"):
-            key = (r["algorithm"], r["params"])
-            if key not in last or r["iteration"] > last[key][0]:
-                last[key] = (r["iteration"], r["value"])
-        print(f"final duality gap on {rows[0]['game']}:")
-        for (a, p), (it, v) in last.items():
-            print(f"  {a:12s} {v:10.3e}  after {it} it.  [{p}]")
-    common.report(cfg, [cfg.csv_path, fig], t.seconds)
-    return cfg
+def summarise(cfg, rows):
+    last = {}
+    for r in rows.where(game=rows[0]["game"], metric="duality_gap"):
+        key = (r["algorithm"], r["params"])
+        if key not in last or r["iteration"] > last[key][0]:
+            last[key] = (r["iteration"], r["value"])
+    print(f"final duality gap on {rows[0]['game']}:")
+    for (a, p), (it, v) in last.items():
+        print(f"  {a:12s} {v:10.3e}  after {it} it.  [{p}]")
 
+
+def main(argv=None):
+    return common.main(Config, run, plot, argv, summarise)
 
 if __name__ == "__main__":
     main()

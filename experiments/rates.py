@@ -215,19 +215,14 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     return common.save(fig, cfg.figure_path())
 
 
-def main(argv=None):
-    cfg = common.parse(Config, argv)
-    with common.Timer() as t:
-        if not cfg.plot_only:
-            common.write_csv(cfg.csv_path, run(cfg))
-        rows = common.read_csv(cfg.csv_path)
-        tab = table(rows)
-        print_table(tab)
-        tpath = write_table(tab, Path(cfg.out) / f"{cfg.NAME}_table.csv")
-        fig = plot(cfg, rows)
-    common.report(cfg, [cfg.csv_path, tpath, fig], t.seconds)
-    return cfg
+def summarise(cfg, rows):
+    tab = table(rows)
+    print_table(tab)
+    return [write_table(tab, Path(cfg.out) / f"{cfg.NAME}_table.csv")]
 
+
+def main(argv=None):
+    return common.main(Config, run, plot, argv, summarise)
 
 if __name__ == "__main__":
     main()

@@ -165,18 +165,13 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     return common.save(fig, cfg.figure_path())
 
 
-def main(argv=None):
-    cfg = common.parse(Config, argv)
-    with common.Timer() as t:
-        if not cfg.plot_only:
-            common.write_csv(cfg.csv_path, run(cfg))
-        rows = common.read_csv(cfg.csv_path)
-        print_table(rows, sorted({float(r["metric"].split("_to_")[1]) for r in rows if r["metric"].startswith("iterations_to_")},
-                                 reverse=True))
-        fig = plot(cfg, rows)
-    common.report(cfg, [cfg.csv_path, fig], t.seconds)
-    return cfg
+def report_table(cfg, rows):
+    eps = sorted({float(r["metric"].split("_to_")[1]) for r in rows if r["metric"].startswith("iterations_to_")}, reverse=True)
+    print_table(rows, eps)
 
+
+def main(argv=None):
+    return common.main(Config, run, plot, argv, report_table)
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ be compared with the exact backend step by step.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,7 +101,6 @@ class Timings:
     sampling: float = 0.0
     oracle: float = 0.0
     loss: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class LLMBackend:
@@ -114,9 +114,6 @@ class LLMBackend:
     lipschitz = 0.5  # preferences lie in [0, 1]; the world's own value when there is one
 
     def __init__(self, policy: Policy, oracle=None, prompts=None, world=None, config: LLMConfig | None = None):
-        import time
-
-        self._time = time.perf_counter
         self.config = config or LLMConfig()
         self.world = world
         if world is not None:
@@ -224,7 +221,7 @@ class LLMBackend:
 
     def _responses(self, anchor):
         """(prompt of each row, responses, weights): K samples per prompt, or every listed response."""
-        t0 = self._time()
+        t0 = time.perf_counter()
         rows_p, rows_y, weights = [], [], []
         for i in self._prompt_batch():
             x = self.prompts[i]
@@ -235,7 +232,7 @@ class LLMBackend:
             rows_p += [x] * len(ys)
             rows_y += [list(y) for y in ys]
             weights += [1.0 / len(ys)] * len(ys)
-        self.timings.sampling += self._time() - t0
+        self.timings.sampling += time.perf_counter() - t0
         return rows_p, rows_y, torch.tensor(weights, dtype=torch.float64)
 
     def _logp(self, policy, prompts, responses):
@@ -277,14 +274,14 @@ class LLMBackend:
                 g = torch.as_tensor(self.world.P_resp, dtype=torch.float64) @ dist
                 out[rows] = g[[self.world.index_of(responses[r]) for r in rows]]
                 continue
-            t0 = self._time()
+            t0 = time.perf_counter()
             m = self.config.opponents
             if isinstance(sigma, Mixture):
                 zs = sample_mixture(sigma.policy, sigma.other, [x] * m, sigma.weight, self.max_new_tokens,
                                     generator=self.generator)
             else:
                 zs = sample(sigma, [x] * m, self.max_new_tokens, generator=self.generator)
-            t1 = self._time()
+            t1 = time.perf_counter()
             # ĝ depends on y's tokens only: judge each distinct response once against the m opponents
             uniq = {}
             for r in rows:
@@ -300,12 +297,12 @@ class LLMBackend:
             for y_rows, gy in zip(uniq.values(), p.reshape(len(ys), len(zu)) @ freq):
                 out[y_rows] = gy
             self.timings.sampling += t1 - t0
-            self.timings.oracle += self._time() - t1
+            self.timings.oracle += time.perf_counter() - t1
         return out
 
     def _fit(self, anchor, prompts, responses, weights, target):
         """k optimiser steps on Σ_prompts 2·Var_w(log π_θ − target), from the anchor's weights."""
-        t0 = self._time()
+        t0 = time.perf_counter()
         live = self.live
         live.model.load_state_dict(anchor.model.state_dict())
         live.model.train()
@@ -336,7 +333,7 @@ class LLMBackend:
                 opt.step()
         live.model.eval()
         self.last_loss = float(loss.detach())
-        self.timings.loss += self._time() - t0
+        self.timings.loss += time.perf_counter() - t0
 
     # -- metrics (exact, in an enumerable world) ------------------------------------------------------
     def _tabular(self, policy, prompt: int = 0):

@@ -54,7 +54,6 @@ def _game_matrix(name):
 
 
 def _oracle(kind, world, seed):
-    from .models import tiny_model  # noqa: F401  (keeps the import cost where it is needed)
     from .oracles import MixtureOracle, RewardModelOracle
 
     if kind == "matrix":
