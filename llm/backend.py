@@ -17,7 +17,7 @@ One realisation (DESIGN §6.3), in this order:
    anchor itself the step's own samples serve as σ's samples, leave-one-out:
    ĝ(y_i) = 1/(K−1)·Σ_{j≠i} P(y_i ≻ y_j), so K samples cost K(K−1)/2 judgements per prompt (each
    unordered pair once; P(y_j ≻ y_i) = 1 − P(y_i ≻ y_j) by the oracle's antisymmetry; identical
-   texts are ½ without a query). Otherwise ``opponents`` samples of σ per prompt are drawn once per
+   texts are ½ without a query). Otherwise (or with ``opponents=m``) samples of σ per prompt are drawn once per
    handle (one batched call) and kept on the handle, so a handle reused later (OMWU's g(π_{t−1}))
    needs no new samples, and pairs already judged are not judged again.
 3. **Frozen log-probs.** Per-token log-probs of every policy term on the responses, once, without
@@ -83,7 +83,9 @@ class LLMConfig:
 
     samples: responses per prompt drawn from the anchor (K ≥ 2: with one response per prompt the
         pairwise regression has no pair and the leave-one-out win rate no opponent).
-    opponents: samples of σ per prompt when σ is not the anchor (None: ``samples``).
+    opponents: None (default): σ's samples are the step's own when σ is the anchor (leave-one-out,
+        K(K−1)/2 judgements per prompt), else ``samples`` fresh samples of σ per prompt; an int m:
+        always m fresh samples of σ per prompt (more judgements, a less noisy ĝ: K·m per prompt).
     max_new_tokens: response length limit (None: the world's response length, else 32); ≥ 1.
     temperature, top_p: the sampler's (recorded with the results; 1.0 = the policy itself, which
         the algorithms' targets assume).
@@ -348,7 +350,10 @@ class LLMBackend:
     def _sample(self, policy, prompts, *, generator=None, count=True, mixture=None):
         cfg = self.config
         gen = self.generator if generator is None else generator
-        kw = dict(generator=gen, temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.sample_batch_size)
+        kw = dict(generator=gen)
+        # only what differs from the sampler's defaults (plain ancestral sampling, one batch)
+        kw.update({k: v for k, v in (("temperature", cfg.temperature), ("top_p", cfg.top_p),
+                                     ("batch_size", cfg.sample_batch_size)) if v not in (1.0, None)})
         with _timed(self.timings, "sampling"), self._autocast():
             if mixture is not None:
                 ys = sample_mixture(mixture.policy, mixture.other, prompts, mixture.weight, self.max_new_tokens, **kw)
@@ -498,7 +503,7 @@ class LLMBackend:
                     handle.exact[i] = torch.as_tensor(self.world.P_resp, dtype=torch.float64) @ dist
                 out[rows] = handle.exact[i][[self.world.index_of(step.responses[r]) for r in rows]]
             return out
-        own = self.config.pairs == "sampled" and handle.opponent is step.anchor
+        own = self.config.pairs == "sampled" and self.config.opponents is None and handle.opponent is step.anchor
         need = [i for i in step.groups if i not in handle.samples]
         if need and own:
             for i in need:
@@ -667,16 +672,14 @@ class LLMBackend:
 
     # -- checkpointing (algorithms.run's one mechanism) --------------------------------------------------
     def state_dict(self) -> dict:
-        """RNGs, counters and timings. Not the live weights: every realisation first loads its anchor
+        """The sampling RNG, counters and timings (run() keeps torch's global RNG itself). Not the live weights: every realisation first loads its anchor
         (a snapshot the algorithm state holds and run() checkpoints) into the live model, so the live
         weights between steps never influence a later step — storing them would only double the file."""
-        return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "oracle_queries": int(getattr(self.oracle, "queries", 0)), "eval_queries": self._eval_queries,
+        return {"generator": self.generator.get_state(), "oracle_queries": int(getattr(self.oracle, "queries", 0)), "eval_queries": self._eval_queries,
                 "win_rate_calls": self._win_rate_calls, "tokens": self.tokens, "timings": asdict(self.timings)}
 
     def load_state_dict(self, d: dict) -> None:
         self.generator.set_state(d["generator"])
-        torch.set_rng_state(d["torch_rng"])
         if hasattr(self.oracle, "queries"):
             self.oracle.queries = d["oracle_queries"]
         self._eval_queries = d["eval_queries"]

@@ -164,7 +164,10 @@ def build(cfg: LLMTrainConfig):
     from .backend import LLMBackend, LLMConfig
 
     algo = algorithms.make(cfg.algo, **cfg.hparams)
-    lcfg = dict(samples=cfg.samples or (4 if cfg.real else 16), opponents=cfg.opponents,
+    # the world keeps today's estimator (1024 fresh opponent samples: a precise ĝ on 3 responses);
+    # a real model uses the step's own samples, leave-one-out (K(K−1)/2 judgements per prompt)
+    opponents = cfg.opponents if cfg.opponents is not None or cfg.real else 1024
+    lcfg = dict(samples=cfg.samples or (4 if cfg.real else 16), opponents=opponents,
                 prompts_per_step=cfg.prompts_per_step, temperature=cfg.temperature, top_p=cfg.top_p,
                 pairs=cfg.pairs, win_rates=cfg.win_rates, realiser=cfg.realiser, optimizer=cfg.optimizer, lr=cfg.lr,
                 k=cfg.k, lora_r=cfg.lora_r, seed=cfg.seed)
