@@ -264,6 +264,11 @@ class LLMBackend:
             # the same L (hence the same default steps) as the exact backend on the induced game
             self.lipschitz = self._exact.lipschitz
 
+    @property
+    def last_stats(self) -> dict:
+        """The last realisation's fit statistics (the realiser's: loss, grad_norm, seconds, ...)."""
+        return {} if self._step is None else dict(self._step.stats)
+
     # -- capabilities -------------------------------------------------------------------------------
     @property
     def exact_metrics(self) -> bool:
