@@ -231,8 +231,9 @@ class LLMBackend:
         if oracle is None:
             raise ValueError("LLMBackend: oracle = None is not allowed; give a preference oracle "
                              "(llm.oracles.from_spec('annotators'), ...) or a world, whose oracle is used")
-        if not callable(getattr(oracle, "prob", None)):
-            V.fail("oracle", oracle, "it must have prob(prompts, a, b) (llm.oracles)", where="LLMBackend", cls=V.WrongType)
+        from .oracles import as_oracle
+
+        oracle = as_oracle(oracle, "oracle", "LLMBackend")  # counted; a user function is wrapped
         if (cfg.pairs == "all" or cfg.win_rates == "exact") and world is None:
             raise ValueError("LLMBackend: pairs='all' and win_rates='exact' enumerate responses; they need an "
                              "EnumerableWorld (world=...)")

@@ -182,7 +182,7 @@ def build(cfg: LLMTrainConfig):
         tokenizer = load_tokenizer(cfg.model)  # a path that is not a model fails here, in seconds
         split = load_prompts(cfg.prompts, tokenizer, column=cfg.prompt_column, max_new_tokens=max_new, seed=cfg.seed)
         policy = Policy.from_pretrained(cfg.model, dtype=dtype, device=device)
-        oracle = from_spec(cfg.oracle or "annotators", device=device)
+        oracle = from_spec(cfg.oracle or "annotators", device=device, name="--oracle")
         backend = LLMBackend(policy, oracle, prompts=split.train,
                              config=LLMConfig(max_new_tokens=max_new, **lcfg))
         return backend, algo
@@ -207,7 +207,7 @@ def build(cfg: LLMTrainConfig):
     else:
         from .oracles import from_spec
 
-        oracle = from_spec(cfg.oracle, world=world)
+        oracle = from_spec(cfg.oracle, world=world, name="--oracle")
     backend = LLMBackend(policy, oracle, world=world, config=LLMConfig(**lcfg))
     return backend, algo
 
