@@ -80,7 +80,7 @@ def test_one_step_leave_one_out_batched_and_logprobs_once(monkeypatch):
     for i, rows in step.groups.items():
         for k, r_ in enumerate(rows):
             others = [step.texts[s] for j, s in enumerate(rows) if j != k]
-            want = np.mean([torch.sigmoid(torch.tensor(float(len(step.texts[r_].split()) - len(o.split())))).item()
+            want = np.mean([torch.sigmoid(torch.tensor(float(len(step.texts[r_].split()) - len(o.split())), dtype=torch.float64)).item()
                             for o in others])
             got = np.mean([be._pair(h.judged, i, step.texts[r_], o) for o in others])
             assert got == pytest.approx(want, abs=1e-12)
