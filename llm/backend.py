@@ -356,10 +356,7 @@ class LLMBackend:
     def _sample(self, policy, prompts, *, generator=None, count=True, mixture=None):
         cfg = self.config
         gen = self.generator if generator is None else generator
-        kw = dict(generator=gen)
-        # only what differs from the sampler's defaults (plain ancestral sampling, one batch)
-        kw.update({k: v for k, v in (("temperature", cfg.temperature), ("top_p", cfg.top_p),
-                                     ("batch_size", cfg.sample_batch_size)) if v not in (1.0, None)})
+        kw = dict(generator=gen, temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.sample_batch_size)
         with _timed(self.timings, "sampling"), self._autocast():
             if mixture is not None:
                 ys = sample_mixture(mixture.policy, mixture.other, prompts, mixture.weight, self.max_new_tokens, **kw)

@@ -180,7 +180,8 @@ def build(cfg: LLMTrainConfig):
         device, dtype = _device_dtype(cfg)
         max_new = cfg.max_new_tokens or 32
         tokenizer = load_tokenizer(cfg.model)  # a path that is not a model fails here, in seconds
-        split = load_prompts(cfg.prompts, tokenizer, column=cfg.prompt_column, max_new_tokens=max_new, seed=cfg.seed)
+        split = load_prompts(cfg.prompts, tokenizer, column=cfg.prompt_column, max_new_tokens=max_new, seed=cfg.seed,
+                             name="--prompts")
         policy = Policy.from_pretrained(cfg.model, dtype=dtype, device=device)
         oracle = from_spec(cfg.oracle or "annotators", device=device, name="--oracle")
         backend = LLMBackend(policy, oracle, prompts=split.train,
