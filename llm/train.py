@@ -139,7 +139,7 @@ def check(cfg: LLMTrainConfig) -> Path:
                        "enumerable world's responses have --response-len tokens and its models are tiny")
     if cfg.save_adapter and cfg.lora_r is None:
         V.fail("--save-adapter", True, "there is no adapter to keep without LoRA: add --lora-r R")
-    out = V.writable_dir(cfg.out, "--out")
+    out = _check_out(cfg.out)
     ckpt = out / CHECKPOINT
     if cfg.resume and not ckpt.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {str(ckpt)!r} (nothing to continue; drop --resume to start)")
@@ -149,6 +149,22 @@ def check(cfg: LLMTrainConfig) -> Path:
                 raise FileExistsError(f"{str(p)!r} already exists: pass --resume to continue that run, or choose "
                                       "another --out (nothing was overwritten)")
     return out
+
+
+def _check_out(path) -> Path:
+    """OUT is writable — checked now, but created only once every other check has passed (a refused
+    run leaves nothing behind)."""
+    if path is None or not str(path).strip():
+        V.fail("--out", path, "it must be a directory path")
+    p = Path(path)
+    if p.exists():
+        return V.writable_dir(p, "--out")
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        V.fail("--out", str(p), f"it cannot be created ({str(parent)!r} is not a writable directory)")
+    return p
 
 
 def _device_dtype(cfg):
@@ -272,6 +288,7 @@ def train(cfg: LLMTrainConfig):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     backend, algo = build(cfg)  # every remaining check happens here, before any step or write
+    V.writable_dir(out, "--out")
     t0 = time.perf_counter()
     result = algorithms.run(algo, backend, cfg.steps, checkpoint=str(out / CHECKPOINT),
                             checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, config=run_config(cfg),
