@@ -233,7 +233,8 @@ def run_config(cfg: LLMTrainConfig) -> dict:
     """The configuration a checkpoint must match (everything but what a resume may change)."""
     d = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE and k != "out"}
     d["oracle"] = cfg.oracle or ("annotators" if cfg.real else "matrix")
-    return json.loads(json.dumps(d, default=str))
+    # keyed by the flags, so a refused resume names the flag the user changed
+    return {"--" + k.replace("_", "-"): v for k, v in json.loads(json.dumps(d, default=str)).items()}
 
 
 def generation_config(backend) -> dict:
