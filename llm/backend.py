@@ -247,8 +247,12 @@ class LLMBackend:
                 f"LLMBackend: prompts of up to {longest} tokens plus max_new_tokens = {self.max_new_tokens} exceed "
                 f"the model's context of {limit} tokens; shorten the prompts or max_new_tokens")
         self.oracle = oracle
-        self.live = snapshots.prepare(policy, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                      target_modules=cfg.target_modules, snapshot_device=cfg.snapshot_device)
+        # LoRA's A matrices are drawn from torch's global RNG: draw them from the seed, so a run is a
+        # function of its configuration (and a re-issued command after a kill rebuilds the same base)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.live = snapshots.prepare(policy, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                          target_modules=cfg.target_modules, snapshot_device=cfg.snapshot_device)
         self.reference = snapshots.reference(self.live)
         self.realiser = self._make_realiser()
         self.generator = make_generator(cfg.seed, self.live.device)
@@ -335,7 +339,7 @@ class LLMBackend:
         cfg = self.config
         opts = dict(cfg.realiser_options)
         optimizer = cfg.optimizer or ("lbfgs" if self.world is not None and cfg.realiser == "regression" else None)
-        for key, value in (("optimizer", optimizer), ("lr", cfg.lr), ("k", cfg.k)):
+        for key, value in (("optimizer", optimizer), ("lr", cfg.lr), ("steps", cfg.k)):
             if value is not None:
                 opts.setdefault(key, value)
         return make_realiser(cfg.realiser, **opts)
@@ -475,7 +479,9 @@ class LLMBackend:
         T = max((len(y) for y in step.responses), default=0)
         out = torch.zeros(R, T, dtype=torch.float32)
         n = self.config.logprob_batch_size
-        with _timed(self.timings, "logprobs"), torch.no_grad(), self._autocast():
+        from . import snapshots
+
+        with _timed(self.timings, "logprobs"), torch.no_grad(), self._autocast(), snapshots.active(policy):
             for s in range(0, R, n):
                 rows = range(s, min(R, s + n))
                 xs = [self.prompt_ids[step.prompt_index[r]] for r in rows]
@@ -678,11 +684,18 @@ class LLMBackend:
         """The sampling RNG, counters and timings (run() keeps torch's global RNG itself). Not the live weights: every realisation first loads its anchor
         (a snapshot the algorithm state holds and run() checkpoints) into the live model, so the live
         weights between steps never influence a later step — storing them would only double the file."""
-        return {"generator": self.generator.get_state(), "oracle_queries": int(getattr(self.oracle, "queries", 0)), "eval_queries": self._eval_queries,
+        from . import snapshots
+
+        return {"generator": self.generator.get_state(), "base_id": snapshots.base_id(self.live), "oracle_queries": int(getattr(self.oracle, "queries", 0)), "eval_queries": self._eval_queries,
                 "win_rate_calls": self._win_rate_calls, "tokens": self.tokens, "timings": asdict(self.timings)}
 
     def load_state_dict(self, d: dict) -> None:
+        from . import snapshots
+
         self.generator.set_state(d["generator"])
+        # the checkpoint's snapshots (anchor, magnet, reference) name the module of the process that
+        # wrote them: bind them to this process's live module (they hold tensors only)
+        snapshots.adopt(self.live, d["base_id"])
         if hasattr(self.oracle, "queries"):
             self.oracle.queries = d["oracle_queries"]
         self._eval_queries = d["eval_queries"]
