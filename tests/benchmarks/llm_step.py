@@ -57,6 +57,8 @@ def main(argv=None):
 
     def record(t, state, metrics):
         steps.append({k: float(v) for k, v in metrics.items()})
+        print(f"[llm_step] t={t} " + " ".join(f"{k}={float(v):.3g}" for k, v in metrics.items()), file=sys.stderr,
+              flush=True)
 
     t1 = time.perf_counter()
     r = algorithms.run(algorithms.MPO(), be, a.steps, record="all", callbacks=[record])
