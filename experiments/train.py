@@ -168,16 +168,27 @@ def summary(rows: common.Rows) -> str:
     return "\n".join(lines)
 
 
+class UsageError(SystemExit):
+    """Exit status 2 (a usage error) whose str() is the one-line message, printed on stderr."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
 def _fail(message: str):
-    """One line on stderr and exit status 2 (a usage error), no traceback."""
+    """One line on stderr and exit status 2, no traceback."""
     print(f"train: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise UsageError(f"train: {message}")
 
 
 def main(argv=None):
     cfg = common.parse(Config, argv)
     if cfg.backend not in BACKENDS:
-        _fail(f"--backend = {cfg.backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+        _fail(f"--backend = {cfg.backend!r} is not allowed; unknown --backend, choose one of {', '.join(BACKENDS)}")
     wrong = other_backend_flags(cfg)
     if wrong:
         _fail(f"{', '.join(wrong)} apply to --backend {'llm' if cfg.backend == 'exact' else 'exact'} only, not to "
