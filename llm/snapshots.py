@@ -145,13 +145,13 @@ class SnapshotModel:
     @property
     def base(self) -> torch.nn.Module:
         """The shared module (bound lazily after unpickling; see :func:`adopt`)."""
-        if self._base is None:
-            module = _MODULES.get(self.key)
-            if module is None:
-                raise RuntimeError(
-                    f"this snapshot belongs to model {self.key}, which is not loaded in this process; "
-                    "call llm.snapshots.adopt(live, saved_base_id) with the live policy that replaces it")
+        module = _MODULES.get(self.key)  # the registry first: adopt() may have rebound the id
+        if module is not None:
             self._base = module
+        elif self._base is None:
+            raise RuntimeError(
+                f"this snapshot belongs to model {self.key}, which is not loaded in this process; "
+                "call llm.snapshots.adopt(live, saved_base_id) with the live policy that replaces it")
         return self._base
 
     # what Policy and the sampler read from a model
