@@ -182,6 +182,12 @@ class SnapshotModel:
 
     training = False  # a frozen value is always evaluated in eval mode
 
+    def get_base_model(self) -> torch.nn.Module:
+        """The transformers model inside (what keyword sniffing such as ``forward_names`` inspects);
+        never call it directly: it holds the live weights, not this snapshot's."""
+        base = self.base
+        return base.get_base_model() if hasattr(base, "get_base_model") else base
+
     def eval(self):
         return self
 
@@ -287,8 +293,9 @@ class SnapshotPolicy(Policy):
 
 
 def _unpickle(state, tokenizer, allowed_token_ids):
-    module = _MODULES.get(state["base_id"])
-    model = SnapshotModel(module, dict(state["tensors"]), state["kind"], state["base_id"])
+    # bound lazily, at first use: a resuming process calls adopt() after unpickling, and a module
+    # still registered under this id in the same process (an earlier run's) must not be taken
+    model = SnapshotModel(None, dict(state["tensors"]), state["kind"], state["base_id"])
     return SnapshotPolicy(model, tokenizer, allowed_token_ids=allowed_token_ids)
 
 
