@@ -7,7 +7,9 @@ real models are loaded from a local directory (or the local HF cache) only.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
+import inspect
 from pathlib import Path
 from typing import Sequence
 
@@ -95,6 +97,27 @@ def tiny_model(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_names(cls: type) -> tuple[str, str | None]:
+    """(cache keyword, logits-to-keep keyword) that ``cls.forward`` accepts.
+
+    transformers ≥ 5.2x calls the KV cache ``cache`` (``past_key_values`` warns and goes in
+    5.40); older versions (≥ 4.45) only know ``past_key_values``. Likewise ``logits_to_keep``
+    was ``num_logits_to_keep`` before 4.50.
+    """
+    params = inspect.signature(cls.forward).parameters
+    cache = "cache" if "cache" in params else "past_key_values"
+    keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+    return cache, keep
+
+
+def forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
+    """``_forward_names`` of the transformers model inside ``model`` (a peft wrapper is looked through)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _forward_names(type(base))
+
 
 
 #: what ``load_model`` accepts, for error messages
@@ -236,13 +259,23 @@ def load_model(
         options["gguf_file"] = gguf_file
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **options)
-    except (OSError, ValueError) as err:
-        if Path(where).is_dir():
-            raise  # a real directory with a broken checkpoint: keep the real error
-        raise _missing(path_or_name, str(err)) from err
+    except (ImportError, MemoryError):
+        raise
+    except Exception as err:
+        _reraise(err, path_or_name, where, gguf_file)
     if gguf_file is not None:
         model = _plain_copy(model)
     return model.to(dev).eval()
+
+
+def _reraise(err: Exception, path_or_name, where: str, gguf_file: str | None):
+    """Turn a loader failure into a clear error (a broken GGUF, a name not in the cache)."""
+    if gguf_file is not None:
+        raise ValueError(f"{str(Path(where) / gguf_file)!r} is not a readable GGUF model file "
+                         f"({type(err).__name__}: {err})") from err
+    if isinstance(err, (OSError, ValueError)) and not Path(where).is_dir():
+        raise _missing(path_or_name, str(err)) from err
+    raise err  # a real directory with a broken checkpoint: keep the real error
 
 
 def load_tokenizer(path_or_name: str | Path, **kwargs):
@@ -253,10 +286,10 @@ def load_tokenizer(path_or_name: str | Path, **kwargs):
         kwargs["gguf_file"] = gguf_file
     try:
         return AutoTokenizer.from_pretrained(where, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as err:
-        if Path(where).is_dir():
-            raise
-        raise _missing(path_or_name, str(err)) from err
+    except (ImportError, MemoryError):
+        raise
+    except Exception as err:
+        _reraise(err, path_or_name, where, gguf_file)
 
 
 def smollm2_path() -> Path | None:
