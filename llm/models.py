@@ -156,10 +156,28 @@ def _resolve(path_or_name: str | Path) -> tuple[str, str | None]:
                 f"{str(path)!r} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}); pass the one to load"
             )
         raise _missing(path, "the directory has no config.json and no .gguf file")
-    # Relative-looking names that do not exist may still be hub ids in the local cache.
+    # Relative-looking names that do not exist may still be hub ids in the local cache. We look
+    # them up ourselves: from_pretrained(local_files_only=True) still asks the hub for
+    # adapter_config.json (and retries for ~20 s when there is no network).
     if path.is_absolute() or str(path_or_name).startswith(".") or path.suffix.lower() == ".gguf":
         raise _missing(path_or_name, "no such file or directory")
-    return str(path_or_name), None
+    cached = _cached_snapshot(str(path_or_name))
+    if cached is None:
+        raise _missing(path_or_name, "no such file or directory, and not in the local Hugging Face cache")
+    return str(cached), None
+
+
+def _cached_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a hub model id already in the HF cache (no network), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an id the hub would reject (bad characters...) is simply not cached
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _require_gguf_support(file: str) -> None:
@@ -202,6 +220,21 @@ def _check_dtype(dtype) -> torch.dtype | None:
     raise ValueError(f"dtype = {dtype!r} is not allowed; use a torch dtype or one of {', '.join(names)}")
 
 
+def _dequantize_option() -> dict:
+    """Ask transformers to unpack GGUF blocks into dense weights (we train them).
+
+    Since transformers 5.2x a GGUF model may keep its weights packed (``GgufConfig``, when the
+    ``kernels`` package is installed); older versions always dequantise and have no option.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    if "dequantize" not in inspect.signature(GgufConfig.__init__).parameters:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
 def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A fresh, serialisable model of the same class holding ``model``'s (dequantised) weights.
 
@@ -216,7 +249,10 @@ def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     with torch.device("meta"):
         plain = type(model)(config)
     state = model.state_dict()
-    plain.load_state_dict(state, strict=True, assign=True)
+    try:
+        plain.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:  # e.g. weights left packed by a transformers version we do not know
+        raise ValueError(f"could not turn the GGUF model into a plain {type(model).__name__}: {err}") from err
     # Non-persistent buffers (rotary inverse frequencies) are not in the state dict: copy them.
     own = dict(model.named_buffers())
     for name, buf in plain.named_buffers():
@@ -257,6 +293,7 @@ def load_model(
     if gguf_file is not None:
         _require_gguf_support(gguf_file)
         options["gguf_file"] = gguf_file
+        options.update(_dequantize_option())
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **options)
     except (ImportError, MemoryError):
