@@ -38,6 +38,9 @@ JUDGE_MEASUREMENTS = {}
 def letter_id(tokenizer, letter: str) -> int:
     """The single token id of ``letter`` (ValueError when the tokenizer splits it)."""
     ids = tokenizer.encode(letter, add_special_tokens=False)
+    if len(ids) == 1 and ids[0] == getattr(tokenizer, "unk_token_id", None):
+        raise ValueError(f"JudgeOracle: the answer letter {letter!r} is not in the tokenizer's vocabulary (it maps "
+                         "to the unknown token); pass letters= that the tokenizer knows")
     if len(ids) != 1:
         raise ValueError(f"JudgeOracle: the answer letter {letter!r} is {len(ids)} tokens {ids} under this "
                          "tokenizer; the judge reads one next-token probability per letter, so each letter "
