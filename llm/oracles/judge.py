@@ -80,10 +80,7 @@ class JudgeOracle(CountingOracle):
         """Load a local causal LM (directory or .gguf) and its tokenizer as a judge."""
         from ..models import load_model, load_tokenizer
 
-        model = load_model(path, **({"dtype": dtype} if dtype is not None else {}))
-        if device is not None:
-            model = model.to(device)
-        return cls(model, load_tokenizer(path), **kwargs)
+        return cls(load_model(path, dtype=dtype, device=device), load_tokenizer(path), **kwargs)
 
     def render(self, prompt: str, first: str, second: str) -> str:
         """The judge's input text for one ordered pair."""
@@ -113,6 +110,25 @@ class JudgeOracle(CountingOracle):
             two = last[:, list(self.letter_ids)].float()
             out.append(torch.softmax(two, -1)[:, 0].double().cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    def diagnose(self, prompts: Sequence[str], good: Sequence[str], bad: Sequence[str]) -> dict:
+        """Position bias and agreement on pairs whose better response is known (uncounted).
+
+        position_bias: mean P(first letter) over both orders − ½ (0 = none, +½ = always "A");
+        inconsistent: share of pairs where the judge picks the same *letter* in both orders;
+        agreement_single: share of single-order judgements that pick the better response;
+        agreement: share of pairs with symmetrised P(good ≻ bad) > ½; mean_p_good: its mean.
+        """
+        n = len(good)
+        p = self.p_first(list(prompts) * 2, list(good) + list(bad), list(bad) + list(good))
+        good_first, bad_first = p[:n], p[n:]  # P("A") with good shown first / bad shown first
+        sym = 0.5 * (good_first + 1 - bad_first)
+        return {"pairs": n,
+                "position_bias": float(p.mean() - 0.5),
+                "inconsistent": float(((good_first > 0.5) == (bad_first > 0.5)).double().mean()),
+                "agreement_single": float(torch.cat([good_first > 0.5, bad_first < 0.5]).double().mean()),
+                "agreement": float((sym > 0.5).double().mean()),
+                "mean_p_good": float(sym.mean())}
 
     def _prob(self, prompts, a, b):
         n = len(a)
