@@ -86,6 +86,25 @@ def _judge_tokenizer():
 
 
 @pytest.fixture(scope="module")
+def preference(tmp_path_factory, tok):
+    """A GPM head (random, k = 4) on a tiny random BERT encoder saved with the word-level tokenizer."""
+    from transformers import BertModel
+
+    from llm.oracles import PreferenceModelOracle, SkewHead, TextEmbedder
+
+    path = tmp_path_factory.mktemp("encoder")
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    _seed_model(BertModel, config).save_pretrained(path)
+    tok.save_pretrained(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        head = SkewHead(32, k=4)
+        torch.nn.init.normal_(head.out.weight, std=3.0)
+    return PreferenceModelOracle(TextEmbedder(path, batch_size=3), head)
+
+
+@pytest.fixture(scope="module")
 def judge():
     t = _judge_tokenizer()
     return JudgeOracle(tiny_model(t, seed=3, init_std=0.5, max_positions=256), t, batch_size=4)
@@ -104,7 +123,7 @@ def always_first_letter_judge():
     return JudgeOracle(model, t)
 
 
-def oracle_factories(tok, llama_reward, bert_reward, judge):
+def oracle_factories(tok, llama_reward, bert_reward, judge, preference):
     matrix = MatrixOracle(P3, rule=lambda x, y: len(y.split()) % 3)
     return {
         "matrix": matrix,
@@ -114,16 +133,18 @@ def oracle_factories(tok, llama_reward, bert_reward, judge):
         "reward-ctrl": RewardModelOracle(_ctrl(len(tok), tok.pad_token_id), tok, batch_size=2),
         "reward-bert": bert_reward,
         "judge": judge,
+        "preference": preference,
         "mixture": MixtureOracle([matrix, AnnotatorPopulation(), llama_reward], [0.2, 0.5, 0.3]),
     }
 
 
-NAMES = ["matrix", "annotators", "annotators-majority", "reward-llama", "reward-ctrl", "reward-bert", "judge", "mixture"]
+NAMES = ["matrix", "annotators", "annotators-majority", "reward-llama", "reward-ctrl", "reward-bert", "judge",
+         "preference", "mixture"]
 
 
 @pytest.fixture(scope="module")
-def oracles(tok, llama_reward, bert_reward, judge):
-    return oracle_factories(tok, llama_reward, bert_reward, judge)
+def oracles(tok, llama_reward, bert_reward, judge, preference):
+    return oracle_factories(tok, llama_reward, bert_reward, judge, preference)
 
 
 def _pairs(seed, n=6):

@@ -63,6 +63,21 @@ def test_skew_head_is_exactly_antisymmetric():
     assert SkewHead.score(va[0], vb[0]).item() == pytest.approx(want.item(), abs=1e-12)
 
 
+def test_embedder_is_batch_invariant_and_caches(encoder_dir):
+    texts = ["the cat", "a big red dog ran fast on the mat", "blue", "the cat"]
+    e = TextEmbedder(encoder_dir, cache_size=0, batch_size=4)
+    together = e(texts)
+    alone = torch.stack([e([t])[0] for t in texts])
+    assert torch.allclose(together, alone, atol=1e-6)  # padding is masked out of the mean
+    assert torch.allclose(together.norm(dim=-1), torch.ones(4), atol=1e-6)
+    assert not e._cache
+    cached = TextEmbedder(encoder_dir, cache_size=2)
+    assert torch.allclose(cached(texts[:2]), together[:2], atol=1e-6) and len(cached._cache) == 2
+    assert torch.allclose(cached(texts[:2]), together[:2], atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="embedder = .*no encoder directory"):
+        TextEmbedder(encoder_dir / "nothing")
+
+
 def test_gpm_fits_an_intransitive_cycle_exactly_where_bradley_terry_cannot(embedder):
     rows = cycle_rows()
     gpm = fit(rows, embedder=embedder, k=4, steps=300)
