@@ -61,8 +61,9 @@ class TextEmbedder:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True, dtype=torch.float32).eval()
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"embedder = {str(self.path)!r} could not be loaded as an encoder with a tokenizer ({e})") from None
+        except Exception as e:  # transformers/safetensors raise many types for broken files
+            raise ValueError(f"embedder = {str(self.path)!r} could not be loaded as an encoder with a tokenizer "
+                             f"({type(e).__name__}: {e})") from None
         if device is not None:
             self.model = self.model.to(device)
         self.dim = int(self.model.config.hidden_size)

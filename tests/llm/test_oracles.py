@@ -394,6 +394,15 @@ def test_reward_oracle_load_round_trip_and_clear_errors(tmp_path, tok, llama_rew
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no config.json"):
         from_spec(f"reward:{tmp_path / 'empty'}")
+    (tmp_path / "rm" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        from_spec(f"reward:{tmp_path / 'rm'}")
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="judge|config"):
+        from_spec(f"judge:{tmp_path / 'judge'}")
+    with pytest.raises(FileNotFoundError):
+        from_spec(f"judge:{tmp_path / 'nothing'}")
 
 
 # -- judge -----------------------------------------------------------------------------------------
