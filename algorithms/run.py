@@ -240,11 +240,12 @@ def _backend_config(be) -> dict:
     return out
 
 
-def _run_config(config, algo, be, init, average) -> dict:
-    """The configuration saved with a checkpoint and compared on resume (bound algorithm: its
-    resolved hyperparameters; the backend's fingerprint; the caller's own ``config``)."""
-    return {"config": _canon(config or {}), "algorithm": _algorithm_config(algo), "backend": _backend_config(be),
-            "init": _canon(init), "average": bool(average)}
+def _run_config(config, given, bound, be, init, average) -> dict:
+    """The configuration saved with a checkpoint and compared on resume, in the order a difference
+    is reported: the caller's own ``config``, the backend's fingerprint, ``init``, ``average``, the
+    algorithm as given, and its hyperparameters as resolved for this game by ``bind``."""
+    return {"config": _canon(config or {}), "backend": _backend_config(be), "init": _canon(init),
+            "average": bool(average), "algorithm": _algorithm_config(given), "resolved": _algorithm_config(bound)}
 
 
 def _same(a, b) -> bool:
@@ -273,9 +274,33 @@ def _first_difference(saved, given, path=""):
     return None if _same(saved, given) else (path, saved, given)
 
 
-def _field_name(path: str) -> str:
-    """How a differing field is named to the user: the caller's config keys as given."""
-    return path[len("config."):] if path.startswith("config.") else path
+def _config_difference(saved, given):
+    """(field, saved value, given value) of the first difference that matters, or None.
+
+    A default left as None in the saved algorithm matches any value now (the caller may pass the
+    bound algorithm, ``result.algorithm``); the resolved hyperparameters are compared after that,
+    so what ``bind`` derives from the game is checked too, and named as resolved.
+    """
+    saved, given = dict(saved), dict(given)
+    sa, ga = dict(saved.get("algorithm", {})), dict(given.get("algorithm", {}))
+    explicit = [k for k, v in ga.items() if v is not None]  # what the caller set: reported first
+    for k in list(sa):
+        if sa[k] is None and k in ga:
+            ga[k] = None
+    saved["algorithm"], given["algorithm"] = sa, ga
+    for key in ("resolved",):
+        for d in (saved, given):
+            r = dict(d.get(key, {}))
+            d[key] = {**{k: r[k] for k in explicit if k in r}, **r}
+    d = _first_difference(saved, given)
+    if d is None:
+        return None
+    name, was, now = d
+    if name.startswith("config."):  # the caller's config keys as given (e.g. its command-line flags)
+        name = name[len("config."):]
+    elif name.startswith("resolved."):
+        name = f"algorithm.{name[len('resolved.'):]} (as resolved for this game)"
+    return name, was, now
 
 
 # -- checkpoint files ----------------------------------------------------------------------------------
@@ -500,17 +525,18 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         average = has_probs
     elif average and not has_probs:
         V.fail("average", True, f"{type(be).__name__} has no exact probabilities to average; pass average=False")
+    given = algo
     algo = algo.bind(be)  # idempotent on an already bound algorithm, required on a fresh one
     _check_per_game(algo, be)
-    run_config = _run_config(config, algo, be, init, average)
+    run_config = _run_config(config, given, algo, be, init, average)
 
     history = {"iteration": [], "queries": []}
     origin, stopped = None, False
     if saved is not None:
-        diff = _first_difference(saved["config"], run_config)
+        diff = _config_difference(saved["config"], run_config)
         if diff:
             name, was, now = diff
-            V.fail("checkpoint", path, f"it holds a different run: {_field_name(name)} is {was!r} there but "
+            V.fail("checkpoint", path, f"it holds a different run: {name} is {was!r} there but "
                    f"{now!r} now; resume continues a run, it does not change it (give another checkpoint path "
                    "to start a new run)")
         state, origin, stopped = saved["state"], int(saved["origin"]), bool(saved["stopped"])
