@@ -405,3 +405,11 @@ def test_extra_metrics_are_recorded_next_to_the_exact_ones():
     r = algorithms.run(algorithms.MWU(), Extra(G), 4, init=INIT3, record=2)
     assert {"duality_gap", "average_gap", "p0"} <= set(r.history)
     assert r.history["p0"][0] == pytest.approx(0.7, abs=1e-15) and len(r.history["p0"]) == 3
+
+
+def test_resume_accepts_the_bound_algorithm_of_the_first_run(tmp_path):
+    path = tmp_path / "run.ckpt"
+    part = algorithms.run(algorithms.MPO(), G, 10, init=INIT3, checkpoint=path)
+    full = algorithms.run(algorithms.MPO(), G, 20, init=INIT3)
+    rest = algorithms.run(part.algorithm, G, 20, init=INIT3, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(final(rest), final(full))
