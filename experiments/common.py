@@ -269,13 +269,19 @@ def build_algorithms(names, hparams=(), flag: str = "--hparams", base=None) -> d
         try:
             out[n] = algorithms.make(n, **hp)
         except ValueError as e:
-            shown = " ".join(f"{n}.{k}={v}" for k, v in hp.items())
-            raise type(e)(f"{flag} {shown}: {e}") from None
+            shown = " ".join([f"{k}={v}" for k, v in (base or {}).items()]
+                             + [f"{n}.{k}={v}" for k, v in overrides.get(n, {}).items()])
+            raise V.InvalidArgument(f"{flag} {shown}: {e}") from None
     return out
 
 
 #: the game specs a script accepts: a catalogue name, or randomN (N×N random games)
 _RANDOM = re.compile(r"random(\d+)")
+
+
+def is_random_spec(spec: str) -> bool:
+    """Whether ``spec`` is ``randomN`` (N×N random games drawn from --seed), not a catalogue name."""
+    return _RANDOM.fullmatch(spec) is not None
 
 
 def check_games(specs, flag: str = "--games", preference_only: bool = False) -> list[str]:
@@ -437,7 +443,7 @@ def make_game(spec: str, seed: int = 0, batch: int = 1):
     N×N games (EGPO's generator) drawn from ``seed``. Returns (game, family name for the rows)."""
     import games
 
-    if spec.startswith("random") and spec[6:].isdigit():
+    if is_random_spec(spec):
         n = int(spec[6:])
         g = games.make("random", n=n, seed=seed, batch=batch if batch > 1 else None)
         return g, f"random(n={n})"

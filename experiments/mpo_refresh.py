@@ -49,7 +49,7 @@ class Config(common.Base):
                 V.fail("--refresh", r, "each value must be a period K >= 1 (an integer) or 'adaptive'")
         sizes = {}
         for s in self.games:
-            if not s.startswith("random"):
+            if not common.is_random_spec(s):
                 g = games.make(s)
                 if not isinstance(g, games.PreferenceGame):
                     V.fail("--games", s, "it must be a preference game (this experiment batches preference matrices)")
@@ -65,7 +65,7 @@ def _refresh(r: str):
 
 def _groups(cfg):
     """(panel name, stacked game of every game in the panel, per-entry game names)."""
-    fixed = [s for s in cfg.games if not s.startswith("random")]
+    fixed = [s for s in cfg.games if not common.is_random_spec(s)]
     out = []
     if fixed:
         gs = [games.make(s) for s in fixed]
@@ -73,7 +73,7 @@ def _groups(cfg):
         assert len(n) == 1  # Config.check refused other sizes before any work
         out.append(("catalogue", games.PreferenceGame(np.stack([g.P for g in gs]), name="catalogue"), fixed))
     for s in cfg.games:
-        if s.startswith("random"):
+        if common.is_random_spec(s):
             g, fam = common.make_game(s, seed=cfg.seed, batch=max(cfg.random_games, 2))
             out.append((fam, g, [f"{fam}#{b}" for b in range(len(g))]))
     return out

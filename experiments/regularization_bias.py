@@ -50,7 +50,7 @@ class Config(common.Base):
         common.check_games(self.games)
         self.algorithms = tuple(common.check_algorithms(self.algorithms, allowed=common.REGULARISED))
         for s in self.games:
-            if not s.startswith("random") and not isinstance(games.make(s), games.PreferenceGame):
+            if not common.is_random_spec(s) and not isinstance(games.make(s), games.PreferenceGame):
                 common.V.fail("--games", s, "it must be a preference game (the floor is computed on P)")
 
 

@@ -77,7 +77,7 @@ class Config(common.Base):
         wrong = [f"--{n.replace('_', '-')}" for n in other if n in given]
         if wrong:
             V.fail(wrong[0], getattr(self, wrong[0][2:].replace("-", "_")),
-                   f"{', '.join(wrong)} apply to --backend {'exact' if self.backend == 'llm' else 'llm'} only; "
+                   f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to --backend {'exact' if self.backend == 'llm' else 'llm'} only; "
                    f"this run uses --backend {self.backend}")
         hp = common.parse_hparams(self.hparams, (), "--hparams").get(None, {})
         common.build_algorithms([self.algo], (), "--hparams", base=hp)
@@ -101,7 +101,7 @@ def game_kwargs(cfg: Config) -> dict:
     if fn is not None and "seed" in inspect.signature(fn).parameters:
         kwargs.setdefault("seed", cfg.seed)
     try:
-        games.make(cfg.game, **kwargs)
+        games.ExactBackend(games.make(cfg.game, **kwargs))  # the backend refuses a game with nothing to learn
     except (ValueError, TypeError) as e:
         raise V.InvalidArgument(f"--game-args {' '.join(cfg.game_args)}: {e}") from None
     return kwargs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import algorithms
 import games
 
 P3 = games.make("cyclic3").P  # L = 0.4
+REPO = Path(__file__).resolve().parents[1]
 
 
 def bad(M, **kw):
@@ -413,3 +415,132 @@ def test_resume_with_a_state_is_refused(tmp_path):
     r = algorithms.run(algorithms.MPO(), G3, 2)
     with pytest.raises(ValueError, match=r"state and resume=True"):
         algorithms.run(algorithms.MPO(), G3, 4, checkpoint=path, resume=True, state=r.state)
+
+
+# -- the experiment CLIs: one line on stderr naming the flag, exit status 2, nothing written, no work done -------
+CLI_BAD = [  # (script, flags, the start of the one-line message after "SCRIPT: ")
+    ("convergence", ["--random-games", "0"], "--random-games = 0 is not allowed"),
+    ("convergence", ["--random-games", "-3"], "--random-games = -3 is not allowed"),
+    ("convergence", ["--steps", "0"], "--steps = 0 is not allowed"),
+    ("convergence", ["--steps", "2.5"], "--steps = '2.5' is not allowed"),
+    ("convergence", ["--steps", "abc"], "--steps = 'abc' is not allowed"),
+    ("convergence", ["--seed", "-1"], "--seed = -1 is not allowed"),
+    ("convergence", ["--algorithms", "mpo", "foo"], "--algorithms = 'foo' is not allowed"),
+    ("convergence", ["--algorithms"], "--algorithms = (nothing) is not allowed"),
+    ("convergence", ["--games", "cyclic3", "nope"], "--games = 'nope' is not allowed"),
+    ("convergence", ["--games", "random1"], "--games = 'random1' is not allowed"),
+    ("convergence", ["--init", "foo"], "--init = 'foo' is not allowed"),
+    ("convergence", ["--hparams", "omwu.eta=1", "omwu.eta=2"], "--hparams = 'omwu.eta=2' is not allowed; omwu.eta is given twice"),
+    ("convergence", ["--hparams", "mpo.alpha=-1"], "--hparams mpo.alpha=-1: MPO"),
+    ("convergence", ["--hparams", "mpo.alpha=abc"], "--hparams mpo.alpha=abc: MPO"),
+    ("convergence", ["--hparams", "foo.eta=1"], "--hparams = 'foo.eta=1' is not allowed"),
+    ("convergence", ["--hparams", "eta"], "--hparams = 'eta' is not allowed"),
+    ("convergence", ["--hparams", "mpo.beta=1"], "--hparams mpo.beta=1: MPO got an unexpected hyperparameter"),
+    ("convergence", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("last_vs_average", ["--random-games", "0"], "--random-games = 0 is not allowed"),
+    ("last_vs_average", ["--algorithms", "mwu", "dpo"], "--algorithms = 'dpo' is not allowed"),
+    ("scaling", ["--sizes", "0"], "--sizes = 0 is not allowed"),
+    ("scaling", ["--sizes", "1"], "--sizes = 1 is not allowed"),
+    ("scaling", ["--eps", "0"], "--eps = 0.0 is not allowed"),
+    ("scaling", ["--budget", "-5"], "--budget = -5 is not allowed"),
+    ("qre", ["--alphas", "0"], "--alphas = 0.0 is not allowed"),
+    ("qre", ["--alphas", "nan"], "--alphas = nan is not allowed"),
+    ("qre", ["--game", "nope"], "--game = 'nope' is not allowed"),
+    ("rates", ["--algorithms", "mpo"], "--algorithms = 'mpo' is not allowed"),
+    ("rates", ["--betas", "-0.1"], "--betas = -0.1 is not allowed"),
+    ("regularization_bias", ["--run-betas", "0"], "--run-betas = 0.0 is not allowed"),
+    ("regularization_bias", ["--algorithms", "mwu"], "--algorithms = 'mwu' is not allowed"),
+    ("mpo_refresh", ["--refresh", "0"], "--refresh = '0' is not allowed"),
+    ("mpo_refresh", ["--target", "-1"], "--target = -1.0 is not allowed"),
+    ("mpo_refresh", ["--games", "cyclic3", "bradley_terry"], "--games = 'cyclic3 bradley_terry' is not allowed"),
+    ("mpo_refresh", ["--games", "matrix_rps"], "--games = 'matrix_rps' is not allowed"),
+    ("train", ["--checkpoint-every", "-1"], "--checkpoint-every = -1 is not allowed"),
+    ("train", ["--checkpoint-every", "0"], "--checkpoint-every = 0 is not allowed"),
+    ("train", ["--backend", "jax"], "--backend = 'jax' is not allowed"),
+    ("train", ["--algo", "dpo"], "--algo = 'dpo' is not allowed"),
+    ("train", ["--game", "chess"], "--game = 'chess' is not allowed"),
+    ("train", ["--steps", "-1"], "--steps = -1 is not allowed"),
+    ("train", ["--record", "-2"], "--record = -2 is not allowed"),
+    ("train", ["--hparams", "eta=1", "eta=2"], "--hparams = 'eta=2' is not allowed; eta is given twice"),
+    ("train", ["--hparams", "eta=-1"], "--hparams eta=-1: MPO"),
+    ("train", ["--game", "random", "--game-args", "n=1"], "--game-args n=1:"),
+    ("train", ["--game", "random", "--game-args", "n=4", "n=5"], "--game-args = 'n=5' is not allowed"),
+    ("train", ["--backend", "exact", "--model", "m", "--oracle", "reward"], "--model = 'm' is not allowed"),
+    ("train", ["--backend", "llm", "--init", "random"], "--init = 'random' is not allowed"),
+]
+
+
+def _cli_ids(cases):
+    return [f"{s}:{' '.join(a)}"[:60] for s, a, _ in cases]
+
+
+@pytest.mark.parametrize("script,flags,msg", CLI_BAD, ids=_cli_ids(CLI_BAD))
+def test_cli_refuses_bad_flags_in_one_line_before_any_work(script, flags, msg, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    module = importlib.import_module(f"experiments.{script}")
+    ran = []
+    if hasattr(module, "run"):
+        monkeypatch.setattr(module, "run", lambda cfg: ran.append(cfg) or [])
+    monkeypatch.setattr(algorithms, "run", lambda *a, **k: ran.append(a))
+    out, fig = tmp_path / "out", tmp_path / "fig"
+    with pytest.raises(SystemExit) as e:
+        module.main([*flags, "--out", str(out), "--figures", str(fig)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{script}: {msg}"), err
+    assert "Traceback" not in err
+    assert not ran and not out.exists() and not fig.exists()  # refused before any work; nothing written
+
+
+@pytest.mark.parametrize("script,flags,msg", [
+    ("convergence", ["--random-games", "0"], "--random-games = 0"),
+    ("scaling", ["--sizes", "0"], "--sizes = 0"),
+    ("train", ["--checkpoint-every", "-1"], "--checkpoint-every = -1"),
+    ("train", ["--algo", "nope"], "--algo = 'nope'"),
+])
+def test_cli_refusal_as_a_process(script, flags, msg, tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", f"experiments.{script}", *flags, "--out", str(tmp_path / "out"),
+                        "--figures", str(tmp_path / "fig")], cwd=REPO, capture_output=True, text=True,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"{script}: {msg} is not allowed"), r.stderr
+    assert r.stdout == "" and not (tmp_path / "out").exists() and not (tmp_path / "fig").exists()
+
+
+def test_cli_unwritable_out_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    from experiments import convergence
+
+    (tmp_path / "afile").write_text("x")
+    ran = []
+    monkeypatch.setattr(convergence, "run", lambda cfg: ran.append(cfg) or [])
+    for flag in ("--out", "--figures"):
+        with pytest.raises(SystemExit) as e:
+            convergence.main(["--quick", flag, str(tmp_path / "afile" / "sub")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"convergence: {flag} = ") and err.count("\n") == 1, err
+    assert not ran
+
+
+def test_cli_plot_only_without_results(tmp_path, capsys):
+    from experiments import convergence
+
+    with pytest.raises(SystemExit) as e:
+        convergence.main(["--plot-only", "--out", str(tmp_path / "none"), "--figures", str(tmp_path / "fig")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convergence: --plot-only: no results at") and err.count("\n") == 1
+    assert not (tmp_path / "fig").exists()
+
+
+def test_cli_hparams_parse_into_numbers_and_the_valid_ones_are_accepted(tmp_path):
+    from experiments import common
+
+    assert common.parse_hparams(["mpo.alpha=0.5", "refresh=20", "mpo.refresh=adaptive"]) == {
+        "mpo": {"alpha": 0.5, "refresh": "adaptive"}, None: {"refresh": 20}}
+    algos = common.build_algorithms(["mpo", "omwu"], ["mpo.alpha=0.5", "omwu.eta=0.2"])
+    assert algos["mpo"].alpha == 0.5 and algos["omwu"].eta == 0.2
