@@ -268,7 +268,7 @@ def build_algorithms(names, hparams=(), flag: str = "--hparams", base=None) -> d
         hp = {**(base or {}), **overrides.get(n, {})}
         try:
             out[n] = algorithms.make(n, **hp)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             shown = " ".join([f"{k}={v}" for k, v in (base or {}).items()]
                              + [f"{n}.{k}={v}" for k, v in overrides.get(n, {}).items()])
             raise V.InvalidArgument(f"{flag} {shown}: {e}") from None
@@ -332,8 +332,10 @@ def history_rows(result, *, game: str, seed: int, metrics=("duality_gap", "regul
     name = algorithm or algo.name
     it, q = np.asarray(h["iteration"]), np.asarray(h["queries"])
     rows = []
-    batched = np.ndim(h["duality_gap"]) == 2
-    B = np.shape(h["duality_gap"])[1] if batched else 1
+    # a backend without exact metrics records only its own (backend.extra_metrics): shape from those
+    shaped = next((np.asarray(h[m]) for m in metrics if m in h), np.asarray(it))
+    batched = shaped.ndim == 2
+    B = shaped.shape[1] if batched else 1
     for b in range(B):
         gname = f"{game}#{b}" if batched else game
         params = params_str(algo, b if batched else None)

@@ -544,3 +544,35 @@ def test_cli_hparams_parse_into_numbers_and_the_valid_ones_are_accepted(tmp_path
         "mpo": {"alpha": 0.5, "refresh": "adaptive"}, None: {"refresh": 20}}
     algos = common.build_algorithms(["mpo", "omwu"], ["mpo.alpha=0.5", "omwu.eta=0.2"])
     assert algos["mpo"].alpha == 0.5 and algos["omwu"].eta == 0.2
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["mpo.alpha", "mmd.eta", "omwu.eta", "mpo.refresh", "mmd.magnet"]),
+       st.one_of(st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                 st.integers(-10**6, 10**6).map(str)))
+def test_cli_garbage_hyperparameters_are_accepted_or_refused_in_one_line(key, value):
+    """Random text for a hyperparameter: either a valid value (the run starts) or one line, exit 2."""
+    import contextlib
+    import io
+
+    from experiments import convergence
+
+    started = []
+    err = io.StringIO()
+    orig = convergence.run
+    convergence.run = lambda cfg: started.append(cfg) or []
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                convergence.main(["--algorithms", "mpo", "mmd", "omwu", "--games", "cyclic3", "--plot-only",
+                                  "--hparams", f"{key}={value}", "--out", "/nonexistent-h2", "--figures", "/nonexistent-h2"])
+            except SystemExit as e:
+                assert e.code == 2
+                text = err.getvalue()
+                assert text.count("\n") == 1 and text.startswith("convergence: ") and "Traceback" not in text, text
+    finally:
+        convergence.run = orig
+    assert not started  # --plot-only: never runs, whatever the hyperparameters
