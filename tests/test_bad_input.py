@@ -242,6 +242,8 @@ RUN_BAD = [  # (keyword arguments, exception class, pattern the message must con
     (dict(init=[1.5, -0.5, 0.0]), ValueError, r"init.*non-negative"), (dict(init="uniform"), ValueError, r"init"),
     (dict(init=[0.2, 0.3, 0.5], state="x"), TypeError, r"state = 'x'"),
     (dict(backend="jax"), ValueError, r"backend = 'jax'.*'numpy', 'torch'"),
+    (dict(dtype="int64"), ValueError, r"dtype = 'int64'.*floating"), (dict(dtype=bool), ValueError, r"dtype = "),
+    (dict(dtype="complex128"), ValueError, r"dtype = 'complex128'"), (dict(dtype="nope"), TypeError, r"dtype = 'nope'"),
 ]
 
 
