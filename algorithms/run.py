@@ -5,6 +5,19 @@ the algorithm, its state, the history recorded so far, the backend's own state (
 model weights: ``backend.state_dict()`` where the backend has one), torch's global RNG where torch
 is loaded, and the run's configuration. Re-issuing the same ``run(..., checkpoint=PATH,
 resume=True)`` after a kill finishes the same run, bit-identical to one that was never interrupted.
+
+What the loop asks of a backend beyond the algorithms' interface (all optional):
+
+- ``exact_metrics: bool`` (default True): the duality gaps are recorded (and ``until=`` allowed)
+  only when True;
+- ``extra_metrics(policy) -> dict[str, float]``: more metrics, recorded at every record point;
+- ``state_dict()`` / ``load_state_dict(d)``: the backend's own state (RNGs, counters, weights),
+  saved in every checkpoint and restored on resume;
+- ``fingerprint() -> dict``: what a resumed run must match (JSON-able);
+- ``checkpoint_shared() -> dict[str, object]``: large objects the run's state refers to but that
+  the backend rebuilds itself (a frozen base model shared by every snapshot, say): a checkpoint
+  stores a reference to each by its key instead of a copy, and a resume resolves the reference to
+  the new backend's object.
 """
 from __future__ import annotations
 
@@ -336,13 +349,56 @@ def _set_global_rng(saved):
         torch.cuda.set_rng_state_all(saved["torch_cuda"])
 
 
-def _save(path, payload):
+class _Shared:
+    """What a checkpoint refers to instead of storing: one of the backend's shared objects, seen by
+    :func:`load_checkpoint` without the backend that would resolve it."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __repr__(self):
+        return f"<shared object {self.key!r} of the backend (not stored in the checkpoint)>"
+
+
+class _Pickler(pickle.Pickler):
+    # The backend's shared objects (``backend.checkpoint_shared()``: e.g. the frozen base model
+    # that every LoRA snapshot refers to) are written as a reference, not copied into every file.
+    def __init__(self, f, shared):
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._ids = {id(o): k for k, o in (shared or {}).items()}
+
+    def persistent_id(self, obj):
+        return self._ids.get(id(obj)) if self._ids else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, f, shared):
+        super().__init__(f)
+        self._shared = shared
+
+    def persistent_load(self, pid):
+        if self._shared is None:
+            return _Shared(pid)
+        if pid not in self._shared:
+            raise pickle.UnpicklingError(f"it refers to a shared object {pid!r} that this backend does not have")
+        return self._shared[pid]
+
+
+def _shared_objects(be):
+    fn = getattr(be, "checkpoint_shared", None)
+    return dict(fn()) if fn is not None else {}
+
+
+def _save(path, payload, shared=None):
     """Write ``payload`` atomically: a crash mid-write never corrupts the last good checkpoint, and
     a failed write leaves no ``.tmp`` behind."""
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            if shared:
+                _Pickler(f, shared).dump(payload)
+            else:  # no per-object hook: the plain C pickler
+                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -355,12 +411,15 @@ def _save(path, payload):
 _KEYS = ("format", "algorithm", "state", "history", "backend", "config")
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, shared=None) -> dict:
     """The checkpoint that ``run(..., checkpoint=path)`` wrote, as a dict with the keys
     ``format`` (1), ``algorithm`` (bound), ``state`` (:class:`RunState`), ``history`` (metric →
     list of records), ``backend`` (``backend.state_dict()`` or None), ``config`` (what a resume
     must match), ``origin`` (the iteration the run started at), ``stopped`` (True when ``until``
     or a callback ended it) and ``rng`` (torch's global RNG, or None).
+
+    shared: the backend's shared objects (``backend.checkpoint_shared()``), which the file refers
+    to rather than stores; without them such references load as placeholders.
 
     Raises FileNotFoundError (no such file), or ValueError naming the path when the file is not a
     checkpoint of this format (empty, truncated, garbage, another program's pickle). Checkpoints
@@ -376,7 +435,7 @@ def load_checkpoint(path) -> dict:
         V.fail("checkpoint", str(p), "it is a directory; give the checkpoint file's path")
     try:
         with open(p, "rb") as f:
-            d = pickle.load(f)
+            d = _Unpickler(f, shared).load()
     except Exception as e:  # empty, truncated, garbage, a module that no longer exists...
         why = "it is empty" if p.stat().st_size == 0 else f"it cannot be read ({type(e).__name__}: {e})"
         V.fail("checkpoint", str(p), f"it is not a readable nashlab run checkpoint: {why}; "
@@ -520,11 +579,16 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     if checkpoint is not None:
         path = _checkpoint_path(checkpoint)
         if resume:
-            saved = load_checkpoint(path)  # FileNotFoundError / ValueError naming the path
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"checkpoint = {path!r}: no such file (resume=True continues a run from its "
+                                        "checkpoint; start the run without resume to create one)")
         elif os.path.exists(path):
             raise FileExistsError(f"checkpoint = {path!r} already exists; pass resume=True to continue that run, "
                                   "or give another path (nothing was overwritten)")
     be = make_backend(game, backend, device, dtype)
+    shared = _shared_objects(be)
+    if resume:
+        saved = load_checkpoint(path, shared)  # ValueError naming the path for anything but a checkpoint
     exact = bool(getattr(be, "exact_metrics", True))
     if until is not None and not exact:
         V.fail("until", until, f"{type(be).__name__} has no exact duality gap to compare with it (exact_metrics "
@@ -574,7 +638,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
     if path is not None and saved is None:
-        _save(path, payload(state, False))  # unpicklable or unwritable state fails now, not after the work
+        _save(path, payload(state, False), shared)  # unpicklable or unwritable state fails now, not after the work
 
     def do_record(st):
         m = _metrics(algo, be, st, average, exact)
@@ -620,13 +684,13 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
             if bar is not None and "duality_gap" in m:
                 bar.set_postfix(gap=f"{np.max(m['duality_gap']):.2e}", refresh=False)
             if path is not None and not every and t < end and not stop:
-                _save(path, payload(state, False))
+                _save(path, payload(state, False), shared)
         if path is not None and every and t % every == 0 and t < end and not stop:
-            _save(path, payload(state, False))
+            _save(path, payload(state, False), shared)
     if bar is not None:
         bar.close()
     if path is not None:
-        _save(path, payload(state, stop))
+        _save(path, payload(state, stop), shared)
     # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
     # matrix, B policies): the shared initial record is broadcast to the B games.
     hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}

@@ -413,3 +413,31 @@ def test_resume_accepts_the_bound_algorithm_of_the_first_run(tmp_path):
     full = algorithms.run(algorithms.MPO(), G, 20, init=INIT3)
     rest = algorithms.run(part.algorithm, G, 20, init=INIT3, checkpoint=path, resume=True)
     np.testing.assert_array_equal(final(rest), final(full))
+
+
+class SharedBackend(games.ExactBackend):
+    """A backend whose state refers to a large object it rebuilds itself (a frozen base model, say)."""
+
+    def __init__(self, game):
+        super().__init__(game)
+        self.base = np.arange(200_000, dtype=np.float64)
+        self.loaded = None
+
+    def checkpoint_shared(self):
+        return {"base": self.base}
+
+    def state_dict(self):
+        return {"base": self.base, "counter": self.queries}
+
+    def load_state_dict(self, d):
+        self.loaded = d
+
+
+def test_shared_backend_objects_are_referenced_not_copied(tmp_path):
+    path = tmp_path / "run.ckpt"
+    algorithms.run(algorithms.MMD(), SharedBackend(G), 3, checkpoint=path)
+    assert path.stat().st_size < 100_000  # the 1.6 MB base is not in the file
+    assert "shared object 'base'" in repr(algorithms.load_checkpoint(path)["backend"]["base"])
+    be = SharedBackend(G)
+    algorithms.run(algorithms.MMD(), be, 5, checkpoint=path, resume=True)
+    assert be.loaded["base"] is be.base and be.loaded["counter"] == 3
