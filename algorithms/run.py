@@ -629,7 +629,9 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         origin = state.t
         start, end = state.t, state.t + steps
     points = record_points(end - origin, record, origin)
-    points = points[points >= start] if saved is None else points[points > start]
+    # a resumed run records what its history does not hold yet (a kill can fall between a save and a record)
+    last = history["iteration"][-1] if history["iteration"] else start - 1
+    points = points[(points >= start) & (points > last)]
     q0 = be.queries
 
     def payload(st, stop):

@@ -441,3 +441,22 @@ def test_shared_backend_objects_are_referenced_not_copied(tmp_path):
     be = SharedBackend(G)
     algorithms.run(algorithms.MMD(), be, 5, checkpoint=path, resume=True)
     assert be.loaded["base"] is be.base and be.loaded["counter"] == 3
+
+
+@pytest.mark.parametrize("kill_at", [0, 7])
+def test_a_kill_between_a_save_and_a_record_loses_no_record(kill_at, tmp_path):
+    path = tmp_path / "run.ckpt"
+    full = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3)
+
+    class Kill(Exception):
+        pass
+
+    def kill(t, state, m):
+        if t == kill_at:
+            raise Kill
+
+    with pytest.raises(Kill):  # killed at the record of kill_at, after the checkpoint of the step before
+        algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, callbacks=[kill], checkpoint=path)
+    assert algorithms.load_checkpoint(path)["state"].t == max(kill_at - 1, 0)
+    rest = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, checkpoint=path, resume=True)
+    _histories_equal(rest.history, full.history)
