@@ -26,6 +26,7 @@ import numbers
 import os
 import pickle
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from games import validation as V
 
 #: the checkpoint file format written by :func:`run` (a dict; see :func:`load_checkpoint`)
 FORMAT = 1
+#: without checkpoint_every, a checkpoint is written at the first record point this long after the last one
+CHECKPOINT_SECONDS = 30.0
 #: recorded on every backend with exact metrics (``backend.exact_metrics``; see :func:`run`)
 EXACT_METRICS = ("duality_gap", "regularized_gap", "average_gap")
 
@@ -528,7 +531,8 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     state: continue an in-memory run (``result.state``) for ``steps`` MORE steps.
 
     checkpoint: a file written atomically (pickle) at the start, every ``checkpoint_every`` steps
-    (default: at every record) and at the end; it holds the algorithm, its state, the history so
+    (default: at the first record point :data:`CHECKPOINT_SECONDS` after the previous save, so a
+    fast run does not spend its time rewriting its history) and at the end; it holds the algorithm, its state, the history so
     far, ``backend.state_dict()`` (RNGs, counters, model weights) where the backend has one,
     torch's global RNG, and the configuration: ``config`` (the caller's dict, e.g. its command-line
     flags), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
@@ -639,8 +643,14 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "backend": be.state_dict() if hasattr(be, "state_dict") else None, "config": run_config,
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
+    last_save = [time.monotonic()]
+
+    def save(st, stop=False):
+        _save(path, payload(st, stop), shared)
+        last_save[0] = time.monotonic()
+
     if path is not None and saved is None:
-        _save(path, payload(state, False), shared)  # unpicklable or unwritable state fails now, not after the work
+        save(state)  # unpicklable or unwritable state fails now, not after the work
 
     def do_record(st):
         m = _metrics(algo, be, st, average, exact)
@@ -685,14 +695,15 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 next_rec += 1
             if bar is not None and "duality_gap" in m:
                 bar.set_postfix(gap=f"{np.max(m['duality_gap']):.2e}", refresh=False)
-            if path is not None and not every and t < end and not stop:
-                _save(path, payload(state, False), shared)
+            if (path is not None and not every and t < end and not stop
+                    and time.monotonic() - last_save[0] >= CHECKPOINT_SECONDS):
+                save(state)
         if path is not None and every and t % every == 0 and t < end and not stop:
-            _save(path, payload(state, False), shared)
+            save(state)
     if bar is not None:
         bar.close()
     if path is not None:
-        _save(path, payload(state, stop), shared)
+        save(state, stop)
     # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
     # matrix, B policies): the shared initial record is broadcast to the B games.
     hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}

@@ -456,7 +456,19 @@ def test_a_kill_between_a_save_and_a_record_loses_no_record(kill_at, tmp_path):
             raise Kill
 
     with pytest.raises(Kill):  # killed at the record of kill_at, after the checkpoint of the step before
-        algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, callbacks=[kill], checkpoint=path)
+        algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, callbacks=[kill], checkpoint=path, checkpoint_every=1)
     assert algorithms.load_checkpoint(path)["state"].t == max(kill_at - 1, 0)
-    rest = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, checkpoint=path, resume=True)
+    rest = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, checkpoint=path, checkpoint_every=1, resume=True)
     _histories_equal(rest.history, full.history)
+
+
+def test_default_checkpoints_are_written_at_records_at_most_every_checkpoint_seconds(tmp_path, monkeypatch):
+    saves = []
+    real = algorithms.run.__globals__["_save"]
+    monkeypatch.setitem(algorithms.run.__globals__, "_save", lambda p, d, s=None: saves.append(d["state"].t) or real(p, d, s))
+    algorithms.run(algorithms.MWU(), G, 200, checkpoint=tmp_path / "a.ckpt")
+    assert saves == [0, 200]  # a fast run: the start and the end only
+    saves.clear()
+    monkeypatch.setitem(algorithms.run.__globals__, "CHECKPOINT_SECONDS", 0.0)
+    algorithms.run(algorithms.MWU(), G, 20, record=5, checkpoint=tmp_path / "b.ckpt")
+    assert saves == [0, 5, 10, 15, 20]  # otherwise at the record points
