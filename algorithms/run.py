@@ -535,7 +535,8 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     fast run does not spend its time rewriting its history) and at the end; it holds the algorithm, its state, the history so
     far, ``backend.state_dict()`` (RNGs, counters, model weights) where the backend has one,
     torch's global RNG, and the configuration: ``config`` (the caller's dict, e.g. its command-line
-    flags), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
+    flags; leave out what may differ when the same run is re-issued: steps, resume, output paths,
+    progress), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
     backend has one, ``init`` and ``average``. The path is checked before the first step (a
     directory or an unwritable location is refused); an existing file is never overwritten by a
     new run (FileExistsError). resume=True continues the run in ``checkpoint`` to a TOTAL of
