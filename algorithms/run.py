@@ -474,6 +474,8 @@ def _check_algorithm(algo):
 
 
 def _check_callbacks(callbacks):
+    if callbacks is None:
+        return ()
     if callable(callbacks):
         V.fail("callbacks", callbacks, "it must be a list or tuple of functions f(t, state, metrics); "
                "wrap a single one in a list: callbacks=[f]", cls=V.WrongType)
@@ -523,7 +525,7 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     backend has exact metrics (``backend.exact_metrics``, default True), plus every entry of
     ``backend.extra_metrics(policy)`` where the backend defines it. A duality gap needs Pπ
     (shared with the next step's query) and πᵀP: one extra pass over a preference matrix.
-    callbacks: a list of ``f(t, state, metrics)``, run at each record; one returning True stops
+    callbacks: a list of ``f(t, state, metrics)`` (or None), run at each record; one returning True stops
     the run. until: stop once every game's duality gap is ≤ until (checked every step: the gap's
     cost plus one device sync per step; needs exact metrics). average: keep the average iterate
     (O(B·n); its probabilities are shared with the next step's query; default: on wherever the

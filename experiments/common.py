@@ -209,6 +209,12 @@ def parse(config_cls, argv=None, description: str | None = None):
     for name, flag in nonempty:
         if name in given and not given[name]:
             raise UsageError(f"{flag} = (nothing) is not allowed; give at least one value")
+    for name, v in given.items():
+        if isinstance(v, list):  # a value given twice would run (and draw) the same thing twice
+            twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+            if twice is not None:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} = {twice!r} is not allowed; it is given twice (give each value once)")
     values = dict(defaults)
     if given.get("quick", False):
         values.update(config_cls.QUICK)

@@ -229,7 +229,7 @@ RUN_BAD = [  # (keyword arguments, exception class, pattern the message must con
     (dict(record={"every": 2}), TypeError, r"record = "), (dict(record=[[1, 2]]), TypeError, r"record = "),
     (dict(callbacks=_f), TypeError, r"callbacks = .*callbacks=\[f\]"),
     (dict(callbacks=[_f, 3]), TypeError, r"callbacks\[1\] = 3"), (dict(callbacks=3), TypeError, r"callbacks = 3"),
-    (dict(callbacks="f"), TypeError, r"callbacks = 'f'"),
+    (dict(callbacks="f"), TypeError, r"callbacks = 'f'"), (dict(callbacks={_f}), TypeError, r"callbacks = "),
     (dict(until=float("nan")), ValueError, r"until = nan"), (dict(until=-1e-3), ValueError, r"until = -0\.001"),
     (dict(until=float("inf")), ValueError, r"until = inf"), (dict(until="1e-3"), TypeError, r"until = '1e-3'"),
     (dict(progress="yes"), TypeError, r"progress = 'yes'"), (dict(average=1), TypeError, r"average = 1"),
@@ -388,6 +388,7 @@ MISMATCH = [  # (what the resumed call changes, the field the refusal names)
     (dict(config={"seed": 0, "lr": 0.1}), r"lr is '<absent>' there but 0\.1 now"),
     (dict(init=[0.2, 0.3, 0.5]), r"init is None there but \[0\.2, 0\.3, 0\.5\] now"),
     (dict(average=False), r"average is True there but False now"),
+    (dict(game=games.PreferenceGame(P3, reference=[0.5, 0.25, 0.25])), r"backend\.game_sha256"),  # another reference
 ]
 
 
@@ -439,6 +440,8 @@ CLI_BAD = [  # (script, flags, the start of the one-line message after "SCRIPT: 
     ("convergence", ["--hparams", "eta"], "--hparams = 'eta' is not allowed"),
     ("convergence", ["--hparams", "mpo.beta=1"], "--hparams mpo.beta=1: MPO got an unexpected hyperparameter"),
     ("convergence", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("convergence", ["--algorithms", "mpo", "omwu", "mpo"], "--algorithms = 'mpo' is not allowed; it is given twice"),
+    ("scaling", ["--sizes", "3", "10", "3"], "--sizes = 3 is not allowed; it is given twice"),
     ("last_vs_average", ["--random-games", "0"], "--random-games = 0 is not allowed"),
     ("last_vs_average", ["--algorithms", "mwu", "dpo"], "--algorithms = 'dpo' is not allowed"),
     ("scaling", ["--sizes", "0"], "--sizes = 0 is not allowed"),
@@ -519,9 +522,10 @@ def test_cli_unwritable_out_is_refused_before_any_run(tmp_path, capsys, monkeypa
     (tmp_path / "afile").write_text("x")
     ran = []
     monkeypatch.setattr(convergence, "run", lambda cfg: ran.append(cfg) or [])
-    for flag in ("--out", "--figures"):
+    for flag, value in (("--out", str(tmp_path / "afile" / "sub")), ("--figures", str(tmp_path / "afile")),
+                        ("--out", ""), ("--figures", " ")):
         with pytest.raises(SystemExit) as e:
-            convergence.main(["--quick", flag, str(tmp_path / "afile" / "sub")])
+            convergence.main(["--quick", flag, value])
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"convergence: {flag} = ") and err.count("\n") == 1, err
