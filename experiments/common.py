@@ -103,13 +103,36 @@ class Base:
         results can be read (--plot-only) or written (--out) and the figures written (--figures).
         Directories are created only once every other check has passed."""
         self.check()
+        dirs = [(self.figures, "--figures")]
         if self.plot_only:
             if not self.csv_path.is_file():
                 raise FileNotFoundError(f"--plot-only: no results at {self.csv_path}; run the experiment first "
                                         "(without --plot-only), or give the --out it wrote to")
         else:
-            V.writable_dir(self.out, "--out")
-        V.writable_dir(self.figures, "--figures")
+            dirs.insert(0, (self.out, "--out"))
+        for path, flag in dirs:  # every directory checked before any is created
+            _could_create(path, flag)
+        for path, flag in dirs:
+            V.writable_dir(path, flag)
+
+
+def _could_create(path, flag: str):
+    """Refuse (naming ``flag``) a directory path that is empty, names a file, or lies under a file or
+    an unwritable directory — without creating anything."""
+    if path is None or not str(path).strip():
+        V.fail(flag, path, "it must be a directory path", cls=V.WrongType)
+    p = Path(path).absolute()
+    if p.exists():
+        if not p.is_dir():
+            V.fail(flag, str(path), "it exists and is not a directory")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        V.fail(flag, str(path), f"{parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        V.fail(flag, str(path), f"{parent} is not writable, so the directory cannot be made")
 
 
 def _parse_value(text: str):

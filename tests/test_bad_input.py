@@ -520,6 +520,8 @@ def test_cli_unwritable_out_is_refused_before_any_run(tmp_path, capsys, monkeypa
     from experiments import convergence
 
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where the default --out (results/) would be made
     ran = []
     monkeypatch.setattr(convergence, "run", lambda cfg: ran.append(cfg) or [])
     for flag, value in (("--out", str(tmp_path / "afile" / "sub")), ("--figures", str(tmp_path / "afile")),
@@ -529,7 +531,7 @@ def test_cli_unwritable_out_is_refused_before_any_run(tmp_path, capsys, monkeypa
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"convergence: {flag} = ") and err.count("\n") == 1, err
-    assert not ran
+    assert not ran and not list((tmp_path / "cwd").iterdir())  # no directory made for a refused run
 
 
 def test_cli_plot_only_without_results(tmp_path, capsys):
