@@ -493,14 +493,18 @@ def _optional_bool(value, name):
 
 def _initial_policy(be, init):
     """The backend's start policy; its refusals of ``init`` are reported as being about ``init``."""
+    want = "it must be probabilities over the actions (an array; a pair (x, y) for a zero-sum game)"
+    if isinstance(init, (bool, str, bytes, numbers.Number, dict, set)) or callable(init):
+        V.fail("init", init, want, cls=V.WrongType)
     try:
         return be.initial_policy(init)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, IndexError) as e:  # IndexError: arrays of the wrong shape
         msg = str(e)
         if "init" in msg:
             raise
         cls = V.WrongType if isinstance(e, TypeError) else V.InvalidArgument
-        raise cls(f"init: {msg}") from None
+        shown = repr(init) if len(repr(init)) <= 80 else repr(init)[:77] + "..."
+        raise cls(f"init = {shown} is not allowed; {msg}") from None
 
 
 # -- the loop -------------------------------------------------------------------------------------------------

@@ -584,3 +584,21 @@ def test_cli_garbage_hyperparameters_are_accepted_or_refused_in_one_line(key, va
     finally:
         convergence.run = orig
     assert not started  # --plot-only: never runs, whatever the hyperparameters
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=5), st.lists(st.integers(-3, 8), max_size=4), st.lists(st.floats(0, 1), max_size=4),
+                 st.just(_f), st.just(algorithms.MPO), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["steps", "record", "until", "callbacks", "progress", "average", "init", "checkpoint_every",
+                        "resume", "as_numpy", "config"]), _ANY)
+def test_run_garbage_arguments_are_accepted_or_refused_with_a_value_error(name, value):
+    """Random values for any argument of run(): a run, or a ValueError that names the argument."""
+    kw = {"steps": 3, name: value}
+    steps = kw.pop("steps")
+    try:
+        algorithms.run(algorithms.MWU(), G3, steps, **kw)
+    except ValueError as e:  # validation errors (WrongType is a ValueError too)
+        assert name in str(e) or (name == "init" and "policy" in str(e)), str(e)
