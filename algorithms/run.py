@@ -151,7 +151,8 @@ def make_backend(game, backend="numpy", device=None, dtype=None):
                    "(give the game instead, or leave them out)")
         return game
     if isinstance(game, str):
-        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})", cls=V.WrongType)
+        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})",
+               cls=V.WrongType)
     V.choice(backend, "backend", ("numpy", "torch"))
     if backend == "numpy" and dtype is not None:
         # an integer dtype would round every log-probability: the policy never moves, gaps read 0
@@ -529,30 +530,33 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     backend has exact metrics (``backend.exact_metrics``, default True), plus every entry of
     ``backend.extra_metrics(policy)`` where the backend defines it. A duality gap needs Pπ
     (shared with the next step's query) and πᵀP: one extra pass over a preference matrix.
-    callbacks: a list of ``f(t, state, metrics)`` (or None), run at each record; one returning True stops
-    the run. until: stop once every game's duality gap is ≤ until (checked every step: the gap's
-    cost plus one device sync per step; needs exact metrics). average: keep the average iterate
-    (O(B·n); its probabilities are shared with the next step's query; default: on wherever the
-    backend has probabilities, i.e. not on an LLM).
+    callbacks: a list of ``f(t, state, metrics)`` (or None), run at each record; one returning
+    True stops the run. until: stop once every game's duality gap is ≤ until (checked every step:
+    the gap's cost plus one device sync per step; needs exact metrics). average: keep the average
+    iterate (O(B·n); its probabilities are shared with the next step's query; default: on wherever
+    the backend has probabilities, i.e. not on an LLM).
     state: continue an in-memory run (``result.state``) for ``steps`` MORE steps.
 
-    checkpoint: a file written atomically (pickle) at the start, every ``checkpoint_every`` steps
-    (default: at the first record point :data:`CHECKPOINT_SECONDS` after the previous save, so a
-    fast run does not spend its time rewriting its history) and at the end; it holds the algorithm, its state, the history so
-    far, ``backend.state_dict()`` (RNGs, counters, model weights) where the backend has one,
-    torch's global RNG, and the configuration: ``config`` (the caller's dict, e.g. its command-line
-    flags; leave out what may differ when the same run is re-issued: steps, resume, output paths,
-    progress), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
-    backend has one, ``init`` and ``average``. The path is checked before the first step (a
-    directory or an unwritable location is refused); an existing file is never overwritten by a
-    new run (FileExistsError). resume=True continues the run in ``checkpoint`` to a TOTAL of
-    ``steps`` iterations: re-issuing the same call after a kill finishes the same run, bit-identical
-    to an uninterrupted one, and ``result.history`` holds the records from before the checkpoint
-    too. A missing file is a FileNotFoundError; a checkpoint whose configuration differs from the
-    one given is refused naming the field (a resume continues a run, it does not change it); a
-    run that ``until`` or a callback ended is returned as it is; a larger ``steps`` extends a
-    finished run. as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as
-    the backend's arrays (tensors on their device); ``result.history`` is numpy either way.
+    checkpoint: a file, written atomically (pickle) before the first step, every
+    ``checkpoint_every`` steps (default: at the first record point :data:`CHECKPOINT_SECONDS`
+    after the previous save, so a fast run does not spend its time rewriting its history) and at
+    the end. It holds the bound algorithm, its state, the history so far, ``backend.state_dict()``
+    (RNGs, counters, model weights) where the backend has one, torch's global RNG, and the
+    configuration a resume must match: ``config`` (the caller's dict, e.g. its command-line flags;
+    leave out what may differ when the same run is re-issued: steps, resume, output paths,
+    progress), the algorithm's class and hyperparameters (as given and as resolved by ``bind``),
+    ``backend.fingerprint()`` where the backend has one, ``init`` and ``average``. The path is
+    checked before the first step (a directory or an unwritable location is refused), and an
+    existing file is never overwritten by a new run (FileExistsError).
+    resume=True continues the run in ``checkpoint`` to a TOTAL of ``steps`` iterations: re-issuing
+    the same call after a kill finishes the same run, bit-identical to an uninterrupted one, and
+    ``result.history`` holds the records from before the checkpoint too. A missing file is a
+    FileNotFoundError; a file that is not a checkpoint, or one whose configuration differs from
+    the one given, is refused naming the path and the field (a resume continues a run, it does
+    not change it). A run that ``until`` or a callback ended is returned as it is; a larger
+    ``steps`` extends a finished run.
+    as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as the backend's
+    arrays (tensors on their device); ``result.history`` is numpy either way.
 
     Every argument is checked before the first step; refusals are ValueError (TypeError too for a
     value of the wrong kind) naming the argument.
