@@ -262,7 +262,8 @@ def parse_hparams(items, algos=None, flag: str = "--hparams") -> dict:
         if not name:
             V.fail(flag, item, "each value must be key=value (or algo.key=value); the key is empty")
         if algo is not None and algos is not None and algo not in algos:
-            V.fail(flag, item, f"{algo!r} is not one of the algorithms run: {', '.join(algos)}")
+            V.fail(flag, item, f"{algo!r} is not one of the algorithms run: {', '.join(algos)}" if algos else
+                   "this script runs one algorithm: give key=value, without an algorithm's name")
         if name in out.get(algo, {}):
             V.fail(flag, item, f"{key} is given twice; give each hyperparameter once")
         out.setdefault(algo, {})[name] = _parse_value(value)

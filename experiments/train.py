@@ -76,9 +76,10 @@ class Config(common.Base):
                                                           if f.metadata.get("help", "").startswith("llm:")]
         wrong = [f"--{n.replace('_', '-')}" for n in other if n in given]
         if wrong:
+            verb = "applies" if len(wrong) == 1 else "apply"
+            other_backend = "exact" if self.backend == "llm" else "llm"
             V.fail(wrong[0], getattr(self, wrong[0][2:].replace("-", "_")),
-                   f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to --backend {'exact' if self.backend == 'llm' else 'llm'} only; "
-                   f"this run uses --backend {self.backend}")
+                   f"{', '.join(wrong)} {verb} to --backend {other_backend} only; this run uses --backend {self.backend}")
         hp = common.parse_hparams(self.hparams, (), "--hparams").get(None, {})
         common.build_algorithms([self.algo], (), "--hparams", base=hp)
         if self.backend == "exact":

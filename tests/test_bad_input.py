@@ -468,6 +468,7 @@ CLI_BAD = [  # (script, flags, the start of the one-line message after "SCRIPT: 
     ("train", ["--record", "-2"], "--record = -2 is not allowed"),
     ("train", ["--hparams", "eta=1", "eta=2"], "--hparams = 'eta=2' is not allowed; eta is given twice"),
     ("train", ["--hparams", "eta=-1"], "--hparams eta=-1: MPO"),
+    ("train", ["--hparams", "mpo.eta=0.1"], "--hparams = 'mpo.eta=0.1' is not allowed; this script runs one algorithm"),
     ("train", ["--game", "random", "--game-args", "n=1"], "--game-args n=1:"),
     ("train", ["--game", "random", "--game-args", "n=4", "n=5"], "--game-args = 'n=5' is not allowed"),
     ("train", ["--backend", "exact", "--model", "m", "--oracle", "reward"], "--model = 'm' is not allowed"),
