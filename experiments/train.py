@@ -21,6 +21,7 @@ enumerable world of the game, whose exact duality gap is recorded. Checkpointed 
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,43 +34,48 @@ from experiments import common  # noqa: E402  (first: it limits BLAS threads bef
 import numpy as np
 
 from experiments.common import arg
+from games import validation as V
 
 
 @dataclass
 class Config(common.Base):
-    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)")
+    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)",
+                       choices=("exact", "llm"))
     algo: str = arg("mpo", "algorithm (algorithms.available(); aliases such as sppo, onpo, nash_mp work)")
     game: str = arg("cyclic3", "game name (games.available())")
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
-    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)")
+    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)", low=0)
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
-    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
-    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
-    # --backend llm (None: the default said in the help)
+    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)",
+                    choices=("reference", "random"))
+    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)",
+                      low=0)
+    # --backend llm (None: the default said in the help; numbers given for them are checked in llm.train)
     model: str = arg("", "llm: a local causal-LM directory or .gguf file (with --prompts: a real model on text; alone: a "
                      "model built for the game's world; neither: a tiny random LM in the world)")
     prompts: str = arg("", "llm: text prompts, a JSONL/JSON/CSV/Parquet file or a saved datasets folder (needs --model)")
     prompt_column: str = arg("prompt", "llm: the prompts' text column (or chat 'messages')")
     oracle: str = arg("", "llm: preference oracle spec (llm.oracles.from_spec): annotators, reward:DIR, preference:DIR, "
                       "judge:PATH, mix:..., matrix (default: matrix in the world, annotators on a real model)")
-    realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)")
-    lora_r: int = arg(None, "llm: LoRA rank (default: full fine-tuning)")
+    realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)",
+                        choices=("regression", "pg"))
+    lora_r: int = arg(None, "llm: LoRA rank >= 1 (default: full fine-tuning)")
     save_adapter: bool = arg(False, "llm: save the LoRA adapter to OUT/final instead of the merged model")
-    lr: float = arg(None, "llm: learning rate of the realiser's optimiser (default: the realiser's safe default)")
-    optimizer: str = arg(None, "llm: the realiser's optimiser, e.g. adamw or lbfgs (default: lbfgs in the world, the "
-                               "realiser's default on a real model)")
+    lr: float = arg(None, "llm: learning rate > 0 of the realiser's optimiser (default: the realiser's safe default)")
+    optimizer: str = arg(None, "llm: the realiser's optimiser: adamw, sgd or lbfgs (default: lbfgs in the world, "
+                               "adamw on a real model)")
     k: int = arg(None, "llm: optimiser steps (lbfgs: evaluations) per realised step (default: the realiser's)")
     samples: int = arg(None, "llm: responses sampled per prompt, >= 2 (default: 16 in the world, 4 on a real model)")
-    opponents: int = arg(None, "llm: samples of the opponent per prompt when it is not the sampling policy "
-                               "(default: --samples)")
+    opponents: int = arg(None, "llm: fresh opponent samples per prompt (default: 1024 in the world; on a real model "
+                               "the step's own samples, leave-one-out)")
     prompts_per_step: int = arg(None, "llm: prompts per step (default: all)")
     max_new_tokens: int = arg(None, "llm: response length limit on a real model (default: 32)")
-    temperature: float = arg(1.0, "llm: sampling temperature")
-    top_p: float = arg(1.0, "llm: nucleus sampling mass")
+    temperature: float = arg(1.0, "llm: sampling temperature", low=0, low_open=True)
+    top_p: float = arg(1.0, "llm: nucleus sampling mass", low=0, high=1, low_open=True)
     dtype: str = arg(None, "llm: float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)")
     device: str = arg(None, "llm: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    response_len: int = arg(1, "llm: response length in the enumerable world")
-    checkpoint_every: int = arg(10, "llm: steps between checkpoints")
+    response_len: int = arg(1, "llm: response length in the enumerable world", low=1)
+    checkpoint_every: int = arg(10, "llm: steps between checkpoints", low=1)
     resume: bool = arg(False, "llm: continue the run whose checkpoint is in --out (the same command, re-issued)")
 
     NAME = "train"
@@ -80,25 +86,65 @@ class Config(common.Base):
         game = Path(self.prompts).stem if self.backend == "llm" and self.prompts else self.game
         return Path(self.out) / f"train_{self.algo}_{game}_s{self.seed}.csv"
 
+    def check(self):
+        """Names, hyperparameters and flag combinations, before any work (the LLM backend checks
+        its own flags in llm.train, also before any step)."""
+        import games
 
-#: flags of --backend llm, and of --backend exact only (each refused on the other backend)
-LLM_FLAGS = ("model", "prompts", "prompt_column", "oracle", "realiser", "lora_r", "save_adapter", "lr", "optimizer",
-             "k", "samples", "opponents", "prompts_per_step", "max_new_tokens", "temperature", "top_p", "dtype",
-             "device", "response_len", "checkpoint_every", "resume")
-EXACT_FLAGS = ("init", "record", "game_args")
+        common.check_algorithms([self.algo], "--algo")
+        V.choice(self.game.strip().lower().replace("-", "_"), "--game", games.available())
+        given = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+        other = EXACT_ONLY if self.backend == "llm" else [f.name for f in dataclasses.fields(self)
+                                                          if f.metadata.get("help", "").startswith("llm:")]
+        wrong = [f"--{n.replace('_', '-')}" for n in other if n in given]
+        if wrong:
+            verb = "applies" if len(wrong) == 1 else "apply"
+            other_backend = "exact" if self.backend == "llm" else "llm"
+            V.fail(wrong[0], getattr(self, wrong[0][2:].replace("-", "_")),
+                   f"{', '.join(wrong)} {verb} to --backend {other_backend} only; this run uses --backend {self.backend}")
+        hp = common.parse_hparams(self.hparams, (), "--hparams").get(None, {})
+        common.build_algorithms([self.algo], (), "--hparams", base=hp)
+        if self.backend == "exact":
+            game_kwargs(self)  # builds the game: a bad --game-args value is refused now
+        else:
+            from llm.train import check
+
+            check(llm_config(self))  # the LLM flags, --out against --resume, the model and prompts paths
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+#: flags that only --backend exact reads
+EXACT_ONLY = ("init", "record", "game_args")
 
 
-def other_backend_flags(cfg: Config) -> list[str]:
-    """Flags given (not at their defaults) that belong to the other backend."""
-    import dataclasses
+def game_kwargs(cfg: Config) -> dict:
+    """The game's keyword arguments from --game-args (and --seed for a game drawn at random); the
+    game is built once to check them, so errors name --game-args before any work."""
+    import inspect
 
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-    names = LLM_FLAGS if cfg.backend == "exact" else EXACT_FLAGS
-    return [_flag(n) for n in names if getattr(cfg, n) != defaults[n]]
+    import games
+
+    kwargs = common.parse_hparams(cfg.game_args, (), "--game-args").get(None, {})
+    fn = games.catalogue.BUILTIN.get(cfg.game)
+    if fn is not None and "seed" in inspect.signature(fn).parameters:
+        kwargs.setdefault("seed", cfg.seed)
+    try:
+        games.ExactBackend(games.make(cfg.game, **kwargs))  # the backend refuses a game with nothing to learn
+    except (ValueError, TypeError) as e:
+        raise V.InvalidArgument(f"--game-args {' '.join(cfg.game_args)}: {e}") from None
+    return kwargs
+
+
+def run_exact(cfg: Config) -> list:
+    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
+    import algorithms
+    import games
+
+    game = games.make(cfg.game, **game_kwargs(cfg))
+    algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
+    init = common.initial_policy(game, cfg.init, cfg.seed)
+    res = algorithms.run(algo, game, cfg.steps or (300 if cfg.quick else 5_000), record=cfg.record or None, init=init, progress=sys.stderr.isatty())
+    name = cfg.game + (f"({','.join(cfg.game_args)})" if cfg.game_args else "")
+    return common.history_rows(res, game=name, seed=cfg.seed)
 
 
 def _typed(value, flag: str, kind):
@@ -108,36 +154,16 @@ def _typed(value, flag: str, kind):
     try:
         return kind(value)
     except ValueError:
-        from games import validation
-
-        validation.fail(flag, value, f"it must be {'an integer' if kind is int else 'a number'}")
-
-def run_exact(cfg: Config) -> list:
-    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
-    import inspect
-
-    import algorithms
-    import games
-
-    kwargs = common.parse_hparams(cfg.game_args).get(None, {})
-    fn = games.catalogue.BUILTIN.get(cfg.game)
-    if fn is not None and "seed" in inspect.signature(fn).parameters:
-        kwargs.setdefault("seed", cfg.seed)
-    game = games.make(cfg.game, **kwargs)
-    algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
-    init = common.initial_policy(game, cfg.init, cfg.seed)
-    res = algorithms.run(algo, game, cfg.steps or (300 if cfg.quick else 5_000), record=cfg.record or None, init=init, progress=sys.stderr.isatty())
-    name = cfg.game + (f"({','.join(cfg.game_args)})" if cfg.game_args else "")
-    return common.history_rows(res, game=name, seed=cfg.seed)
+        V.fail(flag, value, f"it must be {'an integer' if kind is int else 'a number'}", cls=V.WrongType)
 
 
-def run_llm(cfg: Config) -> list:
-    """The LLM backend (llm.train): a real model on text prompts, or the game's enumerable world."""
-    from llm.train import LLMTrainConfig, train
+def llm_config(cfg: Config):
+    """The LLM run's configuration (llm.train.LLMTrainConfig) from the flags."""
+    from llm.train import LLMTrainConfig
 
-    tc = LLMTrainConfig(
+    return LLMTrainConfig(
         algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=cfg.out, seed=cfg.seed,
-        hparams=common.parse_hparams(cfg.hparams).get(None, {}), model=cfg.model or None,
+        hparams=common.parse_hparams(cfg.hparams, (), "--hparams").get(None, {}), model=cfg.model or None,
         prompts=cfg.prompts or None, prompt_column=cfg.prompt_column, oracle=cfg.oracle or None,
         response_len=cfg.response_len, realiser=cfg.realiser, optimizer=cfg.optimizer,
         lr=_typed(cfg.lr, "--lr", float), k=_typed(cfg.k, "--k", int), samples=_typed(cfg.samples, "--samples", int),
@@ -147,7 +173,13 @@ def run_llm(cfg: Config) -> list:
         top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype, device=cfg.device,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, save_adapter=cfg.save_adapter,
         progress=sys.stderr.isatty())
-    rows, summary, *_ = train(tc)
+
+
+def run_llm(cfg: Config) -> list:
+    """The LLM backend (llm.train): a real model on text prompts, or the game's enumerable world."""
+    from llm.train import train
+
+    rows, summary, *_ = train(llm_config(cfg))
     t = summary["timings"]
     print(f"{summary['seconds_per_step']:.3f} s per algorithm step: sampling {t['sampling']:.1f} s, oracle "
           f"{t['oracle']:.1f} s, log-probs {t['logprobs']:.1f} s, fit {t['fit']:.1f} s; final policy in {summary['final']}")
@@ -168,37 +200,16 @@ def summary(rows: common.Rows) -> str:
     return "\n".join(lines)
 
 
-class UsageError(SystemExit):
-    """Exit status 2 (a usage error) whose str() is the one-line message, printed on stderr."""
-
-    def __init__(self, message: str):
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self):
-        return self.message
-
-
-def _fail(message: str):
-    """One line on stderr and exit status 2, no traceback."""
-    print(f"train: {message}", file=sys.stderr)
-    raise UsageError(f"train: {message}")
-
-
 def main(argv=None):
-    cfg = common.parse(Config, argv)
-    if cfg.backend not in BACKENDS:
-        _fail(f"--backend = {cfg.backend!r} is not allowed; unknown --backend, choose one of {', '.join(BACKENDS)}")
-    wrong = other_backend_flags(cfg)
-    if wrong:
-        _fail(f"{', '.join(wrong)} apply to --backend {'llm' if cfg.backend == 'exact' else 'exact'} only, not to "
-              f"--backend {cfg.backend}")
+    """Parse and check every flag before any work; refusals are one line on stderr, exit status 2."""
+    return common.cli("train", _main, argv)
+
+
+def _main(argv):
+    cfg = common.parse_and_check(Config, argv)
     with common.Timer() as t:
         if not cfg.plot_only:
-            try:
-                rows = BACKENDS[cfg.backend](cfg)
-            except (ValueError, FileNotFoundError, FileExistsError) as e:  # the message says what is valid
-                _fail(str(e))
+            rows = BACKENDS[cfg.backend](cfg)
             if not rows or not np.all([len(r) == len(common.COLUMNS) for r in rows]):
                 raise RuntimeError(f"backend {cfg.backend!r} returned malformed rows")
             common.write_csv(cfg.csv_path, rows)

@@ -7,7 +7,9 @@ real models are loaded from a local directory (or the local HF cache) only.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
+import inspect
 from pathlib import Path
 from typing import Sequence
 
@@ -97,6 +99,27 @@ def tiny_model(
     return model.eval()
 
 
+@functools.lru_cache(maxsize=None)
+def _forward_names(cls: type) -> tuple[str, str | None]:
+    """(cache keyword, logits-to-keep keyword) that ``cls.forward`` accepts.
+
+    transformers ≥ 5.2x calls the KV cache ``cache`` (``past_key_values`` warns and goes in
+    5.40); older versions (≥ 4.45) only know ``past_key_values``. Likewise ``logits_to_keep``
+    was ``num_logits_to_keep`` before 4.50.
+    """
+    params = inspect.signature(cls.forward).parameters
+    cache = "cache" if "cache" in params else "past_key_values"
+    keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+    return cache, keep
+
+
+def forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
+    """``_forward_names`` of the transformers model inside ``model`` (a peft wrapper is looked through)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _forward_names(type(base))
+
+
+
 #: what ``load_model`` accepts, for error messages
 _WHAT = (
     "a local Hugging Face causal-LM directory (config.json + weights), a .gguf file, or a folder "
@@ -133,10 +156,28 @@ def _resolve(path_or_name: str | Path) -> tuple[str, str | None]:
                 f"{str(path)!r} holds {len(ggufs)} .gguf files ({', '.join(ggufs)}); pass the one to load"
             )
         raise _missing(path, "the directory has no config.json and no .gguf file")
-    # Relative-looking names that do not exist may still be hub ids in the local cache.
+    # Relative-looking names that do not exist may still be hub ids in the local cache. We look
+    # them up ourselves: from_pretrained(local_files_only=True) still asks the hub for
+    # adapter_config.json (and retries for ~20 s when there is no network).
     if path.is_absolute() or str(path_or_name).startswith(".") or path.suffix.lower() == ".gguf":
         raise _missing(path_or_name, "no such file or directory")
-    return str(path_or_name), None
+    cached = _cached_snapshot(str(path_or_name))
+    if cached is None:
+        raise _missing(path_or_name, "no such file or directory, and not in the local Hugging Face cache")
+    return str(cached), None
+
+
+def _cached_snapshot(name: str) -> Path | None:
+    """The local snapshot folder of a hub model id already in the HF cache (no network), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an id the hub would reject (bad characters...) is simply not cached
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _require_gguf_support(file: str) -> None:
@@ -179,6 +220,21 @@ def _check_dtype(dtype) -> torch.dtype | None:
     raise ValueError(f"dtype = {dtype!r} is not allowed; use a torch dtype or one of {', '.join(names)}")
 
 
+def _dequantize_option() -> dict:
+    """Ask transformers to unpack GGUF blocks into dense weights (we train them).
+
+    Since transformers 5.2x a GGUF model may keep its weights packed (``GgufConfig``, when the
+    ``kernels`` package is installed); older versions always dequantise and have no option.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    if "dequantize" not in inspect.signature(GgufConfig.__init__).parameters:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
 def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A fresh, serialisable model of the same class holding ``model``'s (dequantised) weights.
 
@@ -193,7 +249,10 @@ def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
     with torch.device("meta"):
         plain = type(model)(config)
     state = model.state_dict()
-    plain.load_state_dict(state, strict=True, assign=True)
+    try:
+        plain.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as err:  # e.g. weights left packed by a transformers version we do not know
+        raise ValueError(f"could not turn the GGUF model into a plain {type(model).__name__}: {err}") from err
     # Non-persistent buffers (rotary inverse frequencies) are not in the state dict: copy them.
     own = dict(model.named_buffers())
     for name, buf in plain.named_buffers():
@@ -234,15 +293,26 @@ def load_model(
     if gguf_file is not None:
         _require_gguf_support(gguf_file)
         options["gguf_file"] = gguf_file
+        options.update(_dequantize_option())
     try:
         model = AutoModelForCausalLM.from_pretrained(where, **options)
-    except (OSError, ValueError) as err:
-        if Path(where).is_dir():
-            raise  # a real directory with a broken checkpoint: keep the real error
-        raise _missing(path_or_name, str(err)) from err
+    except (ImportError, MemoryError):
+        raise
+    except Exception as err:
+        _reraise(err, path_or_name, where, gguf_file)
     if gguf_file is not None:
         model = _plain_copy(model)
     return model.to(dev).eval()
+
+
+def _reraise(err: Exception, path_or_name, where: str, gguf_file: str | None):
+    """Turn a loader failure into a clear error (a broken GGUF, a name not in the cache)."""
+    if gguf_file is not None:
+        raise ValueError(f"{str(Path(where) / gguf_file)!r} is not a readable GGUF model file "
+                         f"({type(err).__name__}: {err})") from err
+    if isinstance(err, (OSError, ValueError)) and not Path(where).is_dir():
+        raise _missing(path_or_name, str(err)) from err
+    raise err  # a real directory with a broken checkpoint: keep the real error
 
 
 def load_tokenizer(path_or_name: str | Path, **kwargs):
@@ -253,10 +323,10 @@ def load_tokenizer(path_or_name: str | Path, **kwargs):
         kwargs["gguf_file"] = gguf_file
     try:
         return AutoTokenizer.from_pretrained(where, local_files_only=True, **kwargs)
-    except (OSError, ValueError) as err:
-        if Path(where).is_dir():
-            raise
-        raise _missing(path_or_name, str(err)) from err
+    except (ImportError, MemoryError):
+        raise
+    except Exception as err:
+        _reraise(err, path_or_name, where, gguf_file)
 
 
 def smollm2_path() -> Path | None:

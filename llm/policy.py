@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .models import load_model, load_tokenizer
+from .models import forward_names, load_model, load_tokenizer
 
 TokenSeqs = Sequence[Sequence[int]]
 
@@ -213,7 +213,7 @@ class Policy:
         return contextlib.nullcontext() if grad and not self.frozen else torch.no_grad()
 
     def response_logits(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unrestricted float32 logits predicting each response token.
 
@@ -248,14 +248,20 @@ class Policy:
         # slots are clamped into range and masked by the caller.
         target_cols = (starts[:, None] + offsets[None, :]).clamp(max=width - 1)
         rows = torch.arange(batch, device=device)[:, None]
+        extra, first = {}, 0
+        keep_name = forward_names(self.model)[1]
+        if padding_side == "left" and keep_name:
+            # Left-padded, every response sits in the last n_resp columns, so only the last
+            # n_resp + 1 positions' logits are needed: (B, R+1, V) instead of (B, width, V).
+            extra, first = {keep_name: n_resp + 1}, width - (n_resp + 1)
         with self._grad_context(grad):
-            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
+            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, **extra).logits
             # Slice before any softmax: only response positions are needed.
-            logits = logits[rows, target_cols - 1].float()
+            logits = logits[rows, target_cols - 1 - first].float()
         return logits, ids[rows, target_cols], mask
 
     def token_logprobs(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log π(y_t | x, y_<t) under the restriction, response-aligned.
 
@@ -270,7 +276,7 @@ class Policy:
             return mask_after_end(logps, targets, mask, self.eos_token_ids), mask
 
     def sequence_logprobs(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> torch.Tensor:
         """(B,) exact log π(response | prompt), summed over response tokens only.
 

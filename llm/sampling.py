@@ -18,14 +18,13 @@ mixed logits.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from typing import Sequence
 
 import torch
 
 from games import validation as v
 
+from .models import forward_names
 from .policy import Policy, TokenSeqs, check_lengths, gather_logprobs, mask_after_end, pad_batch
 
 
@@ -72,26 +71,6 @@ def make_generator(seed_or_generator: int | torch.Generator | None, device="cpu"
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed_or_generator))
     return gen
-
-
-@functools.lru_cache(maxsize=None)
-def _forward_names(cls: type) -> tuple[str, str | None]:
-    """(cache keyword, logits-to-keep keyword) that ``cls.forward`` accepts.
-
-    transformers ≥ 5.2x calls the KV cache ``cache`` (``past_key_values`` warns and goes in
-    5.40); older versions (≥ 4.45) only know ``past_key_values``. Likewise ``logits_to_keep``
-    was ``num_logits_to_keep`` before 4.50.
-    """
-    params = inspect.signature(cls.forward).parameters
-    cache = "cache" if "cache" in params else "past_key_values"
-    keep = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
-    return cache, keep
-
-
-def forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
-    """``_forward_names`` of the transformers model inside ``model`` (a peft wrapper is looked through)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _forward_names(type(base))
 
 
 def _returned_cache(out, name: str):

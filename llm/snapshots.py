@@ -145,13 +145,13 @@ class SnapshotModel:
     @property
     def base(self) -> torch.nn.Module:
         """The shared module (bound lazily after unpickling; see :func:`adopt`)."""
-        if self._base is None:
-            module = _MODULES.get(self.key)
-            if module is None:
-                raise RuntimeError(
-                    f"this snapshot belongs to model {self.key}, which is not loaded in this process; "
-                    "call llm.snapshots.adopt(live, saved_base_id) with the live policy that replaces it")
+        module = _MODULES.get(self.key)  # the registry first: adopt() may have rebound the id
+        if module is not None:
             self._base = module
+        elif self._base is None:
+            raise RuntimeError(
+                f"this snapshot belongs to model {self.key}, which is not loaded in this process; "
+                "call llm.snapshots.adopt(live, saved_base_id) with the live policy that replaces it")
         return self._base
 
     # what Policy and the sampler read from a model
@@ -181,6 +181,12 @@ class SnapshotModel:
             yield p
 
     training = False  # a frozen value is always evaluated in eval mode
+
+    def get_base_model(self) -> torch.nn.Module:
+        """The transformers model inside (what keyword sniffing such as ``forward_names`` inspects);
+        never call it directly: it holds the live weights, not this snapshot's."""
+        base = self.base
+        return base.get_base_model() if hasattr(base, "get_base_model") else base
 
     def eval(self):
         return self
