@@ -124,6 +124,12 @@ def check(cfg: LLMTrainConfig) -> Path:
         if not Path(cfg.model).exists():
             raise FileNotFoundError(f"--model = {str(cfg.model)!r}: no such file or directory (a local model directory "
                                     "or .gguf file; nothing is downloaded)")
+        from .models import _resolve
+
+        try:  # a directory without config.json or a .gguf, or a file that is not .gguf: refused in no time
+            _resolve(cfg.model)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"--model: {e}") from None
     if cfg.prompts is not None:
         if cfg.model is None:
             V.fail("--prompts", cfg.prompts, "text prompts need a real model: give --model PATH too")
