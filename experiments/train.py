@@ -72,7 +72,8 @@ class Config(common.Base):
     max_new_tokens: int = arg(None, "llm: response length limit on a real model (default: 32)")
     temperature: float = arg(1.0, "llm: sampling temperature", low=0, low_open=True)
     top_p: float = arg(1.0, "llm: nucleus sampling mass", low=0, high=1, low_open=True)
-    dtype: str = arg(None, "llm: float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)")
+    dtype: str = arg(None, "llm: the weights' dtype: float32, bfloat16 or float16 (default: float32; on CUDA the "
+                           "computation runs under bfloat16 autocast)")
     device: str = arg(None, "llm: cpu, cuda, cuda:1 ... (default: cuda when available)")
     response_len: int = arg(1, "llm: response length in the enumerable world", low=1)
     checkpoint_every: int = arg(10, "llm: steps between checkpoints", low=1)
