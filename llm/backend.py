@@ -212,6 +212,9 @@ class LLMBackend:
     """
 
     lipschitz = 0.5  # preferences lie in [0, 1]; the world's own value when there is one
+    #: metrics that measure wall-clock time: the only entries of extra_metrics that differ between a
+    #: resumed and an uninterrupted run (everything else is bit-identical)
+    TIMING_METRICS = ("seconds", "sampling_s", "oracle_s", "logprobs_s", "fit_s")
 
     def __init__(self, policy: Policy, oracle=None, prompts=None, world=None, config: LLMConfig | None = None):
         from . import snapshots

@@ -275,9 +275,12 @@ def test_zero_steps():
 
 # -- one checkpoint mechanism: kill, re-issue the same call, get the uninterrupted run ------------------------
 def _histories_equal(a, b):
+    from llm.backend import LLMBackend
+
     assert a.keys() == b.keys()
     for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        if k not in LLMBackend.TIMING_METRICS:  # wall-clock seconds differ between any two runs
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def _exact(kind):
@@ -338,7 +341,8 @@ def test_llm_backend_state_is_what_makes_the_resume_exact(tmp_path, one_thread):
     path = tmp_path / "run.ckpt"
     algorithms.run(algorithms.MPO(), make(), 2, checkpoint=path, average=False)
     be = make()
-    be.load_state_dict = lambda d: None  # a backend that forgets its state
+    restore = be.load_state_dict  # a backend that forgets its sampling RNG (and keeps the rest: its
+    be.load_state_dict = lambda d: restore({**d, "generator": be.generator.get_state()})  # snapshots' binding)
     rest = algorithms.run(algorithms.MPO(), be, 4, checkpoint=path, resume=True, average=False)
     assert np.abs(rest.policy - full.policy).max() > 1e-3
 
