@@ -55,8 +55,14 @@ def main(argv=None):
     be = LLMBackend(policy, from_spec("annotators"), prompts=prompts, config=cfg)
     steps = []
 
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
     def record(t, state, metrics):
         steps.append({k: float(v) for k, v in metrics.items()})
+        steps[-1]["cpu_s"] = cpu()
+        steps[-1]["wall"] = time.perf_counter()
         print(f"[llm_step] t={t} " + " ".join(f"{k}={float(v):.3g}" for k, v in metrics.items()), file=sys.stderr,
               flush=True)
 
@@ -68,6 +74,10 @@ def main(argv=None):
     for prev, cur in zip(steps, steps[1:]):
         d = {k: cur[k] - prev[k] for k in phases}
         d["step_s"] = sum(d.values())
+        # CPU seconds of this process over the step (with other jobs on the cores, wall time stretches;
+        # CPU time / threads is what the step would take on an idle machine, about)
+        d["cpu_s"] = cur["cpu_s"] - prev["cpu_s"]
+        d["wall_s"] = cur["wall"] - prev["wall"]
         d["tokens"] = cur["tokens"] - prev["tokens"]
         d["queries"] = None
         d["loss"] = cur["loss"]
