@@ -32,6 +32,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimizer-steps", type=int, default=None, help="the realiser's steps per realisation")
+    p.add_argument("--random-layers", type=int, default=None,
+                   help="no real model: a random Llama of SmolLM2-135M's shape with this many of its 30 layers "
+                        "(its tokenizer; a proxy that needs no heavy lock below ~2 GiB)")
     a = p.parse_args(argv)
 
     import torch
@@ -46,7 +49,19 @@ def main(argv=None):
 
     path = a.model or smollm2_path()
     t0 = time.perf_counter()
-    policy = Policy.from_pretrained(path, dtype=torch.float32, device="cpu")
+    if a.random_layers:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        from llm.models import load_tokenizer
+
+        cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=a.random_layers,
+                          num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                          tie_word_embeddings=True, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+        torch.manual_seed(0)
+        policy = Policy(LlamaForCausalLM(cfg).eval(), load_tokenizer(path))
+        path = f"random SmolLM2-shaped, {a.random_layers} layers"
+    else:
+        policy = Policy.from_pretrained(path, dtype=torch.float32, device="cpu")
     load_s = time.perf_counter() - t0
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     prompts = load_prompts(a.prompts, policy.tokenizer, max_new_tokens=a.max_new_tokens).train[: a.n_prompts]
