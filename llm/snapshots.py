@@ -272,9 +272,12 @@ class SnapshotPolicy(Policy):
     def snapshot(self) -> "SnapshotPolicy":
         return self  # already a value
 
+    @contextlib.contextmanager
     def active(self):
-        """Context: keep the tensors on the module's device for a block of calls (e.g. sampling)."""
-        return self.model.staged()
+        """Context: keep the tensors on the module's device for a block of calls (e.g. sampling);
+        yields the policy."""
+        with self.model.staged():
+            yield self
 
     def state_dict(self) -> dict:
         """{"format", "kind", "base_id", "tensors"}: what a checkpoint needs (see :func:`restore`)."""
