@@ -143,13 +143,13 @@ def run(args) -> dict:
     return out
 
 
-CONFIGS = [
+CONFIGS = [  # most telling first: the series prints each result as it finishes
     dict(lora_r=8, realiser="regression"),
-    dict(lora_r=8, realiser="pg"),
-    dict(lora_r=16, realiser="regression"),
     dict(lora_r=None, realiser="regression"),
+    dict(lora_r=8, realiser="pg"),
     dict(lora_r=None, realiser="pg"),
     dict(lora_r=None, realiser="regression", ckpt=True),
+    dict(lora_r=16, realiser="regression"),
 ]
 
 
