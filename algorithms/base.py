@@ -12,9 +12,12 @@ payoff scale) and checks the guarantees asked for; ``init(backend, policy)`` mak
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from games import validation as V
 
 
 def prox_step(backend, anchor, magnet, g, a, b, c, extra=()):
@@ -32,23 +35,116 @@ def _arr(x):
 
 
 def check(name, value, *, positive=False, nonneg=False, allow_none=True, algo=""):
-    """Validate a (possibly per-game array) hyperparameter; return it unchanged."""
-    where = f"{algo}: " if algo else ""
+    """Validate a hyperparameter: a finite real number, or a 1-D array of them (one per game);
+    return it unchanged. The rules are ``games.validation.param``'s, the same for every algorithm:
+    numbers only (numeric strings, booleans and complex values are refused), and the message names
+    the argument, its value and the rule: ``MMD: alpha = -1 is not allowed; it must be ...``."""
+    low = 0 if (positive or nonneg) else None
+    return V.param(value, name, low=low, low_open=positive, allow_none=allow_none, where=algo)
+
+
+def payoff_scale(backend) -> np.ndarray:
+    """L, the game's payoff scale (½ · largest payoff range of a row or column), as float64."""
+    return np.asarray(backend.lipschitz, dtype=np.float64)
+
+
+def _dtype(backend):
+    return getattr(getattr(backend, "ops", None), "dtype", np.float64)
+
+
+def check_regularisation(name, value, backend, algo):
+    """The finite-arithmetic bound on a regularisation weight (MMD/MPO α, Nash-MD/Mirror Prox/EGPO
+    β, INPO/MNPO τ): value/L ≤ 1/tolerance(dtype) (1e9 in float64, 1.3e5 in float32).
+
+    Why: beyond it the regularised equilibrium π ∝ ρ·exp(Pπ/value) is the magnet to within
+    tolerance(dtype) (the exponent varies by at most 2L/value), the game term of a step is below the
+    rounding of the log-probabilities it is added to, and the regularised gap, whose rounding floor
+    is ≈ value·ε, no longer measures anything — while the step coefficients themselves (ηα and 1+ηα
+    at the default η = α/L²) overflow to NaN near value = 1e154·L. A run there cannot move and its
+    metrics are noise; a smaller value gives the same answer to within tolerance(dtype)."""
     if value is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{where}{name} is required")
-    try:
-        v = _arr(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}{name} must be a number (or an array of numbers, one per game); got {value!r}") from None
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{where}{name} must be finite; got {value!r}")
-    if positive and np.any(v <= 0):
-        raise ValueError(f"{where}{name} must be > 0; got {value!r}")
-    if nonneg and np.any(v < 0):
-        raise ValueError(f"{where}{name} must be >= 0; got {value!r}")
+        return value
+    L = payoff_scale(backend)
+    tol = V.tolerance(_dtype(backend))
+    v = np.asarray(value, dtype=np.float64)
+    if np.any(v / L > 1 / tol):
+        V.fail(name, value, f"it must be <= L/{tol:.2g} = {as_param(L / tol)!r} for this game (L = {as_param(L)!r}, half its "
+               f"largest payoff range): beyond that the regularised equilibrium equals the magnet to within {tol:.2g}, "
+               "the game term of a step is lost to rounding and the regularised gap measures nothing", algo)
     return value
+
+
+def check_derived(backend, algo, **values):
+    """Every resolved hyperparameter (defaults scale with the game's payoff scale L) must be a finite
+    number > 0 (>= 0 for a regularisation of 0); a default that overflows or underflows means the
+    payoffs' scale is outside what the arithmetic can carry, and we say so rather than report the
+    derived value as if the user had chosen it."""
+    L = payoff_scale(backend)
+    for name, (value, given) in values.items():
+        v = np.asarray(value, dtype=np.float64)
+        if np.all(np.isfinite(v)) and np.all(v > 0):
+            continue
+        if given:
+            V.fail(name, value, f"with this game (L = {as_param(L)!r}) it gives a step that is not a finite positive "
+                   "number; choose a value on the scale of the payoffs", algo)
+        raise V.InvalidArgument(
+            f"{algo}: the default {name} derived from the game's payoff scale (L = {as_param(L)!r}, half the largest "
+            f"payoff range of a row or column) is {as_param(v)!r}, not a usable finite number > 0: the payoffs' scale is "
+            "outside what float arithmetic can carry; rescale the payoffs (equilibria do not change) or pass "
+            f"{name} explicitly")
+
+
+def check_step(backend, algo, **steps):
+    """A step size multiplies payoffs: η·L must stay finite (below 1/16 of the dtype's largest
+    number, so the logits it makes can still be added and normalised)."""
+    L = payoff_scale(backend)
+    big = float(np.finfo(np.float64).max) / 16
+    for name, value in steps.items():
+        if np.any(np.abs(np.asarray(value, dtype=np.float64)) * L > big):
+            V.fail(name, as_param(value), f"times the game's payoff scale L = {as_param(L)!r} it overflows float64 "
+                   "in the step's logits; lower it", algo)
+
+
+def check_coefficients(algo, names, *coefs):
+    """The (a, b, c) of a step must be finite: products such as η·α can overflow even when each
+    factor is finite. ``names`` says which hyperparameters to lower."""
+    if not all(np.all(np.isfinite(np.asarray(c, dtype=np.float64))) for c in coefs):
+        raise V.InvalidArgument(f"{algo}: {names} overflow float64 in the step's coefficients "
+                                f"{tuple(as_param(c) for c in coefs)!r}; lower them")
+
+
+def _is_probs(x):
+    return isinstance(x, (list, np.ndarray)) or (hasattr(x, "detach") and hasattr(x, "shape"))
+
+
+def check_policy_argument(value, name, algo):
+    """Check a policy given to a constructor (a magnet) now, before any work, as far as the game is
+    not needed: probabilities (or a pair of them) must satisfy the one rule for every policy that
+    enters an algorithm — finite, summing to 1, strictly positive. Other objects (an llm.Policy) are
+    left to the backend."""
+    if value is None:
+        return value
+    parts = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) and len(value) != 2:
+        V.fail(name, value, "it must be probabilities (a pair (x, y) of them for a zero-sum game)", algo)
+    for i, p in enumerate(parts):
+        if _is_probs(p):
+            V.distribution(p, name if len(parts) == 1 else f"{name}[{i}]", interior=True, where=algo)
+        elif isinstance(p, (str, bytes, numbers.Number)) or p is None:
+            V.fail(name, value, "it must be probabilities over the actions (a pair (x, y) of them for a zero-sum game)",
+                   algo, V.WrongType)
+    return value
+
+
+def enter_policy(backend, value, name, algo):
+    """A policy argument (e.g. a magnet) as a policy of ``backend``. On the exact backend: probabilities
+    under the one rule for policies that enter an algorithm (``ExactBackend.from_probs(..., interior=True)``:
+    strictly positive, the right length); elsewhere whatever the backend's ``from_probs`` takes."""
+    from games.exact import ExactBackend
+
+    if isinstance(backend, ExactBackend):
+        return backend.from_probs(value, name=name, interior=True, where=algo)
+    return backend.from_probs(value)
 
 
 def as_param(x):

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, State, as_param, check, check_coefficients, check_derived, check_regularisation,
+                   payoff_scale, prox_step, require)
 
 
 def extragradient_step(backend, policy, a, b, c):
@@ -42,14 +45,18 @@ class MirrorProx(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="MirrorProx")
         check("beta", self.beta, positive=True, algo="MirrorProx")
+        V.boolean(self.guarantee, "guarantee", "MirrorProx")
 
     def bind(self, backend):
-        L = np.asarray(backend.lipschitz)
+        L = payoff_scale(backend)
+        check_regularisation("beta", self.beta, backend, "MirrorProx")
         beta = 0.2 * L if self.beta is None else self.beta
         bound = np.asarray(beta) / L
         eta = bound if self.eta is None else self.eta
+        check_derived(backend, "MirrorProx", beta=(beta, self.beta is not None), eta=(eta, self.eta is not None))
+        check_coefficients("MirrorProx", "eta and beta", *self.replace(eta=as_param(eta), beta=as_param(beta)).coefficients())
         if self.guarantee:
-            require(np.asarray(eta) <= bound * (1 + 1e-12),
+            require(np.asarray(eta) <= bound * (1 + V.tolerance()),
                     f"MirrorProx: eta={eta!r} is outside the proven range η ≤ β/L = {as_param(bound)!r} "
                     f"(L = {as_param(L)!r}); lower eta or pass guarantee=False")
         return self.replace(eta=as_param(eta), beta=as_param(beta))
