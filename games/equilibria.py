@@ -83,7 +83,7 @@ def nash_equilibrium(game, tol: float | None = None):
     the rounding P + Pᵀ = 1 was allowed. Batched games return one row per game.
     """
     if not isinstance(game, (PreferenceGame, ZeroSumGame)):
-        V.fail("game", type(game).__name__, "it must be a games.PreferenceGame or games.ZeroSumGame "
+        V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame "
                "(e.g. games.make('cyclic3'))", "nash_equilibrium", V.WrongType)
     tol = V.number(tol, "tol", low=0, low_open=True, allow_none=True, where="nash_equilibrium")
     if game.batch_shape:
@@ -140,7 +140,7 @@ def regularized_nash(game, beta, reference=None, tol: float | None = None, max_s
 
     where = "regularized_nash"
     if not isinstance(game, (PreferenceGame, ZeroSumGame)):
-        V.fail("game", type(game).__name__, "it must be a games.PreferenceGame or games.ZeroSumGame", where, V.WrongType)
+        V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame", where, V.WrongType)
     if V._is_real_scalar(beta) and beta == 0:
         V.fail("beta", beta, "beta must be > 0 (for β = 0, the unregularised equilibrium, use games.nash_equilibrium)", where)
     V.param(beta, "beta", low=0, low_open=True, allow_none=False, where=where)

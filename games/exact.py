@@ -66,10 +66,8 @@ class ExactBackend:
 
     def __init__(self, game, backend: str = "numpy", device=None, dtype=None):
         if not isinstance(game, (PreferenceGame, ZeroSumGame)):
-            raise TypeError(
-                f"expected a games.PreferenceGame or games.ZeroSumGame, got {type(game).__name__}; "
-                "build one with games.make(name) or games.PreferenceGame(P)"
-            )
+            V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame; build one with "
+                   "games.make(name) or games.PreferenceGame(P)", "", V.WrongType)
         self.game = game
         self.ops = make_ops(backend, device, dtype)
         self.symmetric = isinstance(game, PreferenceGame)
@@ -327,8 +325,9 @@ class ExactBackend:
 def tile(game, B: int):
     """A batch of ``B`` copies of a single game, e.g. to sweep per-game hyperparameters on one game:
     ``run(MMD(eta=etas, alpha=alphas), tile(g, len(etas)), steps)`` with arrays of length B."""
-    if not isinstance(B, (int, np.integer)) or B < 1:
-        raise ValueError(f"B must be a positive int; got {B!r}")
+    if not isinstance(game, (PreferenceGame, ZeroSumGame)):
+        V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame", "tile", V.WrongType)
+    B = V.integer(B, "B", low=1, where="tile")
     if game.batch_shape:
         raise ValueError(f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}")
     rep = lambda x: np.broadcast_to(x, (B,) + np.shape(x))

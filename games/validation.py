@@ -172,7 +172,7 @@ def real_array(value, name: str, *, ndim=None, where: str = "") -> np.ndarray:
     bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         idx = tuple(int(i) for i in bad[0])
-        fail(name, _summary(arr), f"every entry must be finite; entry {list(idx)} is {arr[idx]!r}", where)
+        fail(name, _summary(arr), f"every entry must be finite; entry {list(idx)} is {float(arr[idx])!r}", where)
     return arr
 
 
@@ -181,6 +181,11 @@ class _Shown(str):
 
     def __repr__(self):
         return str(self)
+
+
+def kind(value) -> str:
+    """How a value of the wrong kind is shown in a message: its type, e.g. ``<ndarray>``."""
+    return _Shown(f"<{type(value).__name__}>")
 
 
 def _summary(arr: np.ndarray) -> str:
@@ -279,7 +284,7 @@ def distribution(value, name: str, *, size=None, interior: bool = False, where: 
     bad = np.argwhere(arr < 0)
     if len(bad):
         idx = tuple(int(i) for i in bad[0])
-        fail(name, _summary(arr), f"probabilities must be non-negative; entry {list(idx)} is {arr[idx]!r}", where)
+        fail(name, _summary(arr), f"probabilities must be non-negative; entry {list(idx)} is {float(arr[idx])!r}", where)
     s = arr.sum(-1)
     tol = tolerance(dt)
     if np.any(np.abs(s - 1) > tol):
