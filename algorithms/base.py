@@ -94,13 +94,16 @@ def check_derived(backend, algo, **values):
             f"{name} explicitly")
 
 
-def check_step(backend, algo, **steps):
-    """A step size multiplies payoffs: η·L must stay finite (below 1/16 of the dtype's largest
-    number, so the logits it makes can still be added and normalised)."""
+def check_step(backend, algo, factor: float = 1.0, **steps):
+    """A step size multiplies payoffs: factor·η·L must stay finite (below 1/16 of float64's largest
+    number, so the logits it makes can still be added and normalised). ``factor``: how many times
+    the step enters one update (OMWU's optimistic term is 2η·g)."""
     L = payoff_scale(backend)
     big = float(np.finfo(np.float64).max) / 16
     for name, value in steps.items():
-        if np.any(np.abs(np.asarray(value, dtype=np.float64)) * L > big):
+        with np.errstate(over="ignore"):  # a bound of +inf (tiny L) is right
+            limit = big / (L * factor)
+        if np.any(np.abs(np.asarray(value, dtype=np.float64)) > limit):  # factor·|value|·L > big, without overflowing
             V.fail(name, as_param(value), f"times the game's payoff scale L = {as_param(L)!r} it overflows float64 "
                    "in the step's logits; lower it", algo)
 
@@ -108,7 +111,7 @@ def check_step(backend, algo, **steps):
 def check_coefficients(algo, names, *coefs):
     """The (a, b, c) of a step must be finite: products such as η·α can overflow even when each
     factor is finite. ``names`` says which hyperparameters to lower."""
-    if not all(np.all(np.isfinite(np.asarray(c, dtype=np.float64))) for c in coefs):
+    if not all(np.all(np.isfinite(np.asarray(c, dtype=np.float64))) for c in coefs):  # computed under np.errstate
         raise V.InvalidArgument(f"{algo}: {names} overflow float64 in the step's coefficients "
                                 f"{tuple(as_param(c) for c in coefs)!r}; lower them")
 

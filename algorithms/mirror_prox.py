@@ -54,7 +54,9 @@ class MirrorProx(AlgorithmMixin):
         bound = np.asarray(beta) / L
         eta = bound if self.eta is None else self.eta
         check_derived(backend, "MirrorProx", beta=(beta, self.beta is not None), eta=(eta, self.eta is not None))
-        check_coefficients("MirrorProx", "eta and beta", *self.replace(eta=as_param(eta), beta=as_param(beta)).coefficients())
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is what check_coefficients looks for
+            coefs = self.replace(eta=as_param(eta), beta=as_param(beta)).coefficients()
+        check_coefficients("MirrorProx", "eta and beta", *coefs)
         if self.guarantee:
             require(np.asarray(eta) <= bound * (1 + V.tolerance()),
                     f"MirrorProx: eta={eta!r} is outside the proven range η ≤ β/L = {as_param(bound)!r} "

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .base import AlgorithmMixin, as_param, check, check_derived, check_step, payoff_scale
 
 
@@ -40,7 +38,7 @@ class OMWU(AlgorithmMixin):
     def bind(self, backend):
         eta = 0.125 / payoff_scale(backend) if self.eta is None else self.eta
         check_derived(backend, "OMWU", eta=(eta, self.eta is not None))
-        check_step(backend, "OMWU", eta=2 * np.asarray(eta))  # the optimistic step adds 2η·g
+        check_step(backend, "OMWU", factor=2.0, eta=eta)  # the optimistic step adds 2η·g
         return self.replace(eta=as_param(eta))
 
     def init(self, backend, policy):

@@ -150,10 +150,11 @@ def regularized_nash(game, beta, reference=None, tol: float | None = None, max_s
         game = _with_reference(game, reference)
     from .exact import ExactBackend
 
+    if np.ndim(beta) and (not game.batch_shape or np.shape(beta) != game.batch_shape[:1]):
+        V.fail("beta", beta, "it must be one number, or one value per game of a batch" + (
+            f" ({game.batch_shape[0]} values)" if game.batch_shape else " (this is a single game)"), where)
     be = ExactBackend(game)
     check_regularisation("beta", beta, be, where)
-    if np.ndim(beta) and game.batch_shape and np.shape(beta) != game.batch_shape[:1]:
-        V.fail("beta", beta, f"one value per game of the batch ({game.batch_shape[0]} values) or one number", where)
     b = np.asarray(beta, dtype=np.float64)
     L = np.asarray(be.lipschitz, dtype=np.float64)
     floor = V.eps() * (1 + L / b) ** 2

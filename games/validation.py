@@ -32,6 +32,8 @@ class WrongType(InvalidArgument, TypeError):
 
 
 def _show(value, limit: int = 80) -> str:
+    if isinstance(value, np.ndarray):
+        value = _summary(value)
     s = repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
@@ -121,7 +123,10 @@ def param(value, name: str, *, low=None, high=None, low_open: bool = False, high
     want = "it must be a finite number" + (f" {rng}" if rng else "") + ", or a 1-D array of them (one per game)"
     if isinstance(value, (str, bytes, bool, np.bool_)) or not isinstance(value, (list, tuple, np.ndarray)):
         fail(name, value, f"{want} (got a {type(value).__name__})", where, WrongType)
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested lists
+        fail(name, value, f"{want} (got a ragged {type(value).__name__})", where, WrongType)
     if arr.dtype.kind not in "iuf" or arr.dtype == bool:
         fail(name, value, f"{want} (got an array of {arr.dtype})", where, WrongType)
     if arr.ndim == 0:
