@@ -52,6 +52,25 @@ def _dtype(backend):
     return getattr(getattr(backend, "ops", None), "dtype", np.float64)
 
 
+def check_per_game(backend, algo, **given):
+    """Per-game hyperparameters (1-D arrays, checked by ``check``) must have one value per game of the
+    backend's batch, and agree with each other in length on a single game (where they batch it).
+    Checked before anything is derived from them, so the message names the argument given."""
+    batch = tuple(getattr(backend, "batch_shape", ()) or ())
+    length = batch[0] if batch else None
+    first = None
+    for name, value in given.items():
+        if value is None or np.ndim(value) == 0:
+            continue
+        k = len(np.asarray(value))
+        if length is None:
+            length, first = k, name
+        if k != length:
+            want = (f"{length} values (one per game of the batch)" if batch else
+                    f"{length} values, like {first} (per-game values batch a single game)")
+            V.fail(name, value, f"it must be one number, or {want}; got {k} values", algo)
+
+
 def check_regularisation(name, value, backend, algo):
     """The finite-arithmetic bound on a regularisation weight (MMD/MPO α, Nash-MD/Mirror Prox/EGPO
     β, INPO/MNPO τ): value/L ≤ 1/tolerance(dtype) (1e9 in float64, 1.3e5 in float32).

@@ -7,7 +7,7 @@ import numpy as np
 
 from games import validation as V
 
-from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_regularisation, check_step, payoff_scale,
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
                    require)
 from .mirror_prox import extragradient_step
 
@@ -39,6 +39,7 @@ class EGPO(AlgorithmMixin):
 
     def bind(self, backend):
         L = payoff_scale(backend)
+        check_per_game(backend, "EGPO", eta=self.eta, beta=self.beta)
         check_regularisation("beta", self.beta, backend, "EGPO")
         beta = np.asarray(0.2 * L if self.beta is None else self.beta)
         bound = 1 / (beta + L)

@@ -7,7 +7,7 @@ import numpy as np
 
 from games import validation as V
 
-from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_regularisation, check_step, payoff_scale,
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
                    prox_step, require)
 
 
@@ -15,6 +15,7 @@ def resolve_inpo(backend, eta, tau, guarantee, algo):
     """Defaults τ = 0.2·L and η = (L² + τ²)/τ (INPO's step mapped onto MMD's proven η_MMD ≤ τ/L²)."""
     L = payoff_scale(backend)
     given_eta, given_tau = eta is not None, tau is not None
+    check_per_game(backend, algo, eta=eta, tau=tau)
     check_regularisation("tau", tau, backend, algo)
     tau = np.asarray(0.2 * L if tau is None else tau)
     bound = L * (L / tau) + tau  # = (L² + τ²)/τ, without overflowing L² for payoffs beyond 1e154

@@ -7,7 +7,7 @@ import numpy as np
 
 from games import validation as V
 
-from .base import (AlgorithmMixin, State, as_param, check, check_coefficients, check_derived, check_regularisation,
+from .base import (AlgorithmMixin, State, as_param, check, check_coefficients, check_derived, check_per_game, check_regularisation,
                    payoff_scale, prox_step, require)
 
 
@@ -49,6 +49,7 @@ class MirrorProx(AlgorithmMixin):
 
     def bind(self, backend):
         L = payoff_scale(backend)
+        check_per_game(backend, "MirrorProx", eta=self.eta, beta=self.beta)
         check_regularisation("beta", self.beta, backend, "MirrorProx")
         beta = 0.2 * L if self.beta is None else self.beta
         bound = np.asarray(beta) / L

@@ -7,7 +7,7 @@ import numpy as np
 
 from games import validation as V
 
-from .base import (AlgorithmMixin, as_param, check, check_coefficients, check_derived, check_policy_argument, check_regularisation,
+from .base import (AlgorithmMixin, as_param, check, check_coefficients, check_derived, check_per_game, check_policy_argument, check_regularisation,
                    enter_policy, payoff_scale, prox_step, require)
 
 
@@ -39,6 +39,7 @@ def resolve_mmd(backend, eta, alpha, guarantee, algo):
     become NaN), every derived value finite and positive, and the guarantee η ≤ α/L² if asked."""
     L = payoff_scale(backend)
     given_eta, given_alpha = eta is not None, alpha is not None
+    check_per_game(backend, algo, eta=eta, alpha=alpha)
     check_regularisation("alpha", alpha, backend, algo)
     alpha = 0.2 * L if alpha is None else alpha
     if eta is None and np.any(np.asarray(alpha) == 0):

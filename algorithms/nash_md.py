@@ -7,7 +7,7 @@ import numpy as np
 
 from games import validation as V
 
-from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_regularisation, check_step, payoff_scale,
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
                    prox_step, require)
 
 
@@ -48,6 +48,7 @@ class NashMD(AlgorithmMixin):
 
     def bind(self, backend):
         L = payoff_scale(backend)
+        check_per_game(backend, "NashMD", eta=self.eta, beta=self.beta)
         check_regularisation("beta", self.beta, backend, "NashMD")
         beta = as_param(0.2 * L if self.beta is None else self.beta)
         check_derived(backend, "NashMD", beta=(beta, self.beta is not None))

@@ -420,3 +420,18 @@ def test_validation_errors_are_value_errors_and_wrong_types_are_type_errors_too(
     with pytest.raises(ValueError) as e:
         algorithms.MMD(eta=-1)
     assert not isinstance(e.value, TypeError)
+
+
+# -- per-game arrays of the wrong length are reported under the name given, before anything is derived ------------
+PER_GAME = [(algorithms.MPO, "alpha"), (algorithms.MPO, "eta"), (algorithms.MMD, "alpha"), (algorithms.MMD, "eta"),
+            (algorithms.NashMD, "beta"), (algorithms.MirrorProx, "beta"), (algorithms.MirrorProx, "eta"),
+            (algorithms.EGPO, "beta"), (algorithms.EGPO, "eta"), (algorithms.INPO, "tau"), (algorithms.INPO, "eta"),
+            (algorithms.MNPO, "tau"), (algorithms.MWU, "eta"), (algorithms.OMWU, "eta")]
+
+
+@pytest.mark.parametrize("cls,name", PER_GAME, ids=[f"{c.__name__}.{n}" for c, n in PER_GAME])
+def test_per_game_array_of_the_wrong_length_names_itself(cls, name):
+    g = games.make("random", n=4, seed=0, batch=2)
+    value = np.array([0.1, 0.2, 0.3]) if name != "eta" or cls not in (algorithms.INPO,) else np.array([5.0, 6.0, 7.0])
+    msg = refused(lambda: algorithms.run(cls(**_kw(cls, name, value)), g, 1), name)
+    assert "2 values" in msg
