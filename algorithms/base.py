@@ -143,19 +143,28 @@ def check_policy_argument(value, name, algo):
     """Check a policy given to a constructor (a magnet) now, before any work, as far as the game is
     not needed: probabilities (or a pair of them) must satisfy the one rule for every policy that
     enters an algorithm — finite, summing to 1, strictly positive. Other objects (an llm.Policy) are
-    left to the backend."""
+    left to the backend.
+
+    Returns the value to store: probabilities as float64 nested lists (a tuple of two for a pair),
+    renormalised — a change within the tolerance of the dtype they were given in, which keeps a
+    float32 magnet valid in float64 — so the frozen algorithm holds a plain value, not an array
+    that could be mistaken for a per-game hyperparameter or mutated by its owner."""
     if value is None:
         return value
     parts = value if isinstance(value, tuple) else (value,)
     if isinstance(value, tuple) and len(value) != 2:
         V.fail(name, value, "it must be probabilities (a pair (x, y) of them for a zero-sum game)", algo)
+    out = []
     for i, p in enumerate(parts):
         if _is_probs(p):
-            V.distribution(p, name if len(parts) == 1 else f"{name}[{i}]", interior=True, where=algo)
+            arr = V.distribution(p, name if len(parts) == 1 else f"{name}[{i}]", interior=True, where=algo)
+            out.append((arr / arr.sum(-1, keepdims=True)).tolist())
         elif isinstance(p, (str, bytes, numbers.Number)) or p is None:
             V.fail(name, value, "it must be probabilities over the actions (a pair (x, y) of them for a zero-sum game)",
                    algo, V.WrongType)
-    return value
+        else:
+            out.append(p)
+    return tuple(out) if isinstance(value, tuple) else out[0]
 
 
 def enter_policy(backend, value, name, algo):
@@ -177,7 +186,14 @@ def as_param(x):
 
 def require(cond, message):
     if not np.all(cond):
-        raise ValueError(message)
+        raise V.InvalidArgument(message)
+
+
+def refuse_unless(cond, name, value, rule, algo):
+    """Refuse ``name = value`` with ``rule`` (the validation message format) unless ``cond`` holds
+    everywhere (per-game arrays: for every game)."""
+    if not np.all(cond):
+        V.fail(name, as_param(value), rule, algo)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 from games import validation as V
 
 from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
-                   require)
+                   refuse_unless)
 from .mirror_prox import extragradient_step
 
 
@@ -46,11 +46,12 @@ class EGPO(AlgorithmMixin):
         eta = np.asarray(bound if self.eta is None else self.eta)
         check_derived(backend, "EGPO", beta=(beta, self.beta is not None), eta=(eta, self.eta is not None))
         check_step(backend, "EGPO", eta=eta)
-        require(eta * beta <= 1, f"EGPO: eta*beta = {as_param(eta * beta)!r} > 1 puts negative weight on π_t; use eta <= 1/beta")
+        refuse_unless(eta * beta <= 1, "eta", eta, f"it must be <= 1/beta = {as_param(1 / beta)!r}: "
+                      f"eta*beta = {as_param(eta * beta)!r} > 1 puts negative weight on π_t", "EGPO")
         if self.guarantee:
-            require(eta <= bound * (1 + V.tolerance()),
-                    f"EGPO: eta={as_param(eta)!r} is outside the proven range η ≤ 1/(β+L) = {as_param(bound)!r}; "
-                    "lower eta or pass guarantee=False")
+            refuse_unless(eta <= bound * (1 + V.tolerance()), "eta", eta,
+                          f"with guarantee=True it must lie in the proven range η ≤ 1/(β+L) = {as_param(bound)!r}; "
+                          "lower eta or pass guarantee=False", "EGPO")
         return self.replace(eta=as_param(eta), beta=as_param(beta))
 
     def coefficients(self):

@@ -8,7 +8,7 @@ import numpy as np
 from games import validation as V
 
 from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
-                   prox_step, require)
+                   prox_step, refuse_unless)
 
 
 def resolve_inpo(backend, eta, tau, guarantee, algo):
@@ -22,12 +22,12 @@ def resolve_inpo(backend, eta, tau, guarantee, algo):
     eta = np.asarray(bound if eta is None else eta)
     check_derived(backend, algo, tau=(tau, given_tau), eta=(eta, given_eta))
     check_step(backend, algo, **{"1/eta": 1 / eta})
-    require(tau <= eta, f"{algo}: tau={as_param(tau)!r} > eta={as_param(eta)!r} puts negative weight on π_t; need tau <= eta "
-                        "(eta is an inverse learning rate)")
+    refuse_unless(tau <= eta, "tau", tau, f"it must be <= eta (tau={as_param(tau)!r} > eta={as_param(eta)!r} puts negative "
+                  "weight on π_t; eta is an inverse learning rate)", algo)
     if guarantee:
-        require(eta >= bound * (1 - V.tolerance()),
-                f"{algo}: eta={as_param(eta)!r} is outside the proven range η ≥ (L²+τ²)/τ = {as_param(bound)!r} "
-                "(η is an INVERSE learning rate: larger is slower and safer); raise eta or pass guarantee=False")
+        refuse_unless(eta >= bound * (1 - V.tolerance()), "eta", eta,
+                      f"with guarantee=True it must lie in the proven range η ≥ (L²+τ²)/τ = {as_param(bound)!r} "
+                      "(η is an INVERSE learning rate: larger is slower and safer); raise eta or pass guarantee=False", algo)
     return as_param(eta), as_param(tau)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from games import validation as V
 
 from .base import (AlgorithmMixin, State, as_param, check, check_coefficients, check_derived, check_per_game, check_regularisation,
-                   payoff_scale, prox_step, require)
+                   payoff_scale, prox_step, refuse_unless)
 
 
 def extragradient_step(backend, policy, a, b, c):
@@ -59,9 +59,9 @@ class MirrorProx(AlgorithmMixin):
             coefs = self.replace(eta=as_param(eta), beta=as_param(beta)).coefficients()
         check_coefficients("MirrorProx", "eta and beta", *coefs)
         if self.guarantee:
-            require(np.asarray(eta) <= bound * (1 + V.tolerance()),
-                    f"MirrorProx: eta={eta!r} is outside the proven range η ≤ β/L = {as_param(bound)!r} "
-                    f"(L = {as_param(L)!r}); lower eta or pass guarantee=False")
+            refuse_unless(np.asarray(eta) <= bound * (1 + V.tolerance()), "eta", eta,
+                          f"with guarantee=True it must lie in the proven range η ≤ β/L = {as_param(bound)!r} "
+                          f"(L = {as_param(L)!r}); lower eta or pass guarantee=False", "MirrorProx")
         return self.replace(eta=as_param(eta), beta=as_param(beta))
 
     def coefficients(self):

@@ -8,7 +8,7 @@ import numpy as np
 from games import validation as V
 
 from .base import (AlgorithmMixin, as_param, check, check_coefficients, check_derived, check_per_game, check_policy_argument, check_regularisation,
-                   enter_policy, payoff_scale, prox_step, require)
+                   enter_policy, payoff_scale, prox_step, refuse_unless)
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ def resolve_mmd(backend, eta, alpha, guarantee, algo):
     check_regularisation("alpha", alpha, backend, algo)
     alpha = 0.2 * L if alpha is None else alpha
     if eta is None and np.any(np.asarray(alpha) == 0):
-        raise ValueError(f"{algo}: with alpha=0 there is no magnet and no default step (η ≤ α/L² = 0); "
-                         "pass eta explicitly (this is then plain mirror descent, i.e. MWU)")
+        V.fail("alpha", as_param(alpha), "alpha = 0 needs an explicit eta: there is then no magnet and no default "
+               "step (η ≤ α/L² = 0); pass eta (this is then plain mirror descent, i.e. MWU)", algo)
     bound = np.asarray(alpha) / L / L  # (α/L)/L: α/L² would overflow L² for payoffs beyond 1e154
     eta = bound if eta is None else eta
     check_derived(backend, algo, eta=(eta, given_eta))
@@ -54,11 +54,9 @@ def resolve_mmd(backend, eta, alpha, guarantee, algo):
         coefs = mmd_coefficients(eta, alpha)
     check_coefficients(algo, "eta and alpha", *coefs)
     if guarantee:
-        require(
-            np.asarray(eta) <= bound * (1 + V.tolerance()),
-            f"{algo}: eta={eta!r} is outside the proven range η ≤ α/L² = {as_param(bound)!r} for this game "
-            f"(L = {as_param(L)!r}, the game's payoff range/2); lower eta or pass guarantee=False",
-        )
+        refuse_unless(np.asarray(eta) <= bound * (1 + V.tolerance()), "eta", eta,
+                      f"with guarantee=True it must lie in the proven range η ≤ α/L² = {as_param(bound)!r} for this game "
+                      f"(L = {as_param(L)!r}, the game's payoff range/2); lower eta or pass guarantee=False", algo)
     return as_param(eta), as_param(alpha)
 
 
@@ -88,7 +86,7 @@ class MMD(AlgorithmMixin):
         check("eta", self.eta, positive=True, algo="MMD")
         check("alpha", self.alpha, nonneg=True, algo="MMD")
         V.boolean(self.guarantee, "guarantee", "MMD")
-        check_policy_argument(self.magnet, "magnet", "MMD")
+        object.__setattr__(self, "magnet", check_policy_argument(self.magnet, "magnet", "MMD"))
 
     def bind(self, backend):
         eta, alpha = resolve_mmd(backend, self.eta, self.alpha, self.guarantee, "MMD")

@@ -8,7 +8,7 @@ import numpy as np
 from games import validation as V
 
 from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
-                   prox_step, require)
+                   prox_step, refuse_unless, require)
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,9 @@ class NashMD(AlgorithmMixin):
             eta = as_param(0.1 / L if eta is None else eta)
             check_derived(backend, "NashMD", eta=(eta, self.eta is not None))
             check_step(backend, "NashMD", eta=eta)
-            require(np.asarray(eta) * np.asarray(beta) <= 1,
-                    f"NashMD: eta*beta = {np.asarray(eta) * np.asarray(beta)!r} > 1 would put negative weight on π_t; use eta <= 1/beta")
+            refuse_unless(np.asarray(eta) * np.asarray(beta) <= 1, "eta", eta,
+                          f"it must be <= 1/beta = {as_param(1 / np.asarray(beta))!r}: eta*beta = "
+                          f"{as_param(np.asarray(eta) * np.asarray(beta))!r} > 1 would put negative weight on π_t", "NashMD")
         return self.replace(eta=eta, beta=beta)
 
     def eta_at(self, t):

@@ -5,6 +5,7 @@ Both are plain validated values. A game may be *batched*: its matrix has a leadi
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,17 @@ def _gap(M, x, y):
     My = np.einsum("...ij,...j->...i", M, y)
     xM = np.einsum("...i,...ij->...j", x, M)
     return My.max(-1) - xM.min(-1)
+
+
+def _names(names, n, label, where):
+    """Action names: a sequence (not a string) of ``n`` entries, kept as a tuple."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple, np.ndarray)) or len(names) != n:
+        V.fail(label, names, f"it must be a sequence of one name per action ({n})", where,
+               V.WrongType if not isinstance(names, (list, tuple, np.ndarray)) else V.InvalidArgument)
+    for x in names:
+        if not isinstance(x, (str, numbers.Integral)) or isinstance(x, (bool, np.bool_)):
+            V.fail(label, names, f"every name must be a string (or an integer); got {x!r}", where, V.WrongType)
+    return tuple(names)
 
 
 def _check_nash(M, parts, sizes, batch_shape, name, where, dtype):
@@ -134,9 +146,7 @@ class PreferenceGame:
         P.setflags(write=False)
         object.__setattr__(self, "P", P)
         if self.names is not None:
-            if isinstance(self.names, str) or len(self.names) != n:
-                V.fail("names", self.names, f"it must be a sequence of one name per action ({n})", where)
-            object.__setattr__(self, "names", tuple(self.names))
+            object.__setattr__(self, "names", _names(self.names, n, "names", where))
         if not isinstance(self.name, str):
             V.fail("name", self.name, "it must be a string", where, V.WrongType)
         ref = np.full(n, 1.0 / n) if self.reference is None else self.reference
@@ -212,8 +222,10 @@ class ZeroSumGame:
             ),
         )
         if self.names is not None:
-            if len(self.names) != 2 or len(self.names[0]) != m or len(self.names[1]) != n:
+            if isinstance(self.names, (str, bytes)) or not isinstance(self.names, (list, tuple)) or len(self.names) != 2:
                 V.fail("names", self.names, f"it must be a pair (row names [{m}], column names [{n}])", where)
+            object.__setattr__(self, "names", (_names(self.names[0], m, "names[0] (rows)", where),
+                                               _names(self.names[1], n, "names[1] (columns)", where)))
         if not isinstance(self.name, str):
             V.fail("name", self.name, "it must be a string", where, V.WrongType)
         if self.nash is not None:

@@ -265,6 +265,12 @@ class ExactBackend:
         magnet = self.reference if magnet is None else magnet
         if isinstance(beta, (int, float)) and beta == 0:
             return self.duality_gap(policy)
+        zero = None
+        if not isinstance(beta, (int, float)) and np.any(np.asarray(self.ops.to_numpy(beta)) == 0):
+            # per-game β with some games unregularised (β = 0): their gap is the duality gap; the
+            # others are computed with β there replaced by 1, so no 0·inf ever forms
+            zero = np.asarray(self.ops.to_numpy(beta)) == 0
+            beta = np.where(zero, 1.0, np.asarray(self.ops.to_numpy(beta), dtype=np.float64))
         b = self._coef(beta)
         b0 = b if isinstance(b, (int, float)) else b[..., 0]
         total = 0.0
@@ -273,6 +279,8 @@ class ExactBackend:
             lr = magnet.logp[r.slot]
             total = total + b0 * self.ops.logsumexp(lr + self._q(r, policy) / b)
             total = total + b0 * self._kl(probs[r.slot], policy.logp[r.slot], lr)
+        if zero is not None:
+            total = self.ops.where(self.ops.asarray(zero) > 0, self.duality_gap(policy), total)
         return total
 
     def _kl(self, p, lp, lq):

@@ -283,6 +283,8 @@ def distribution(value, name: str, *, size=None, interior: bool = False, where: 
     arr = real_array(host_array(value), name, where=where)
     if arr.ndim == 0:
         fail(name, value, "it must be a vector of probabilities (got a scalar)", where, WrongType)
+    if arr.size == 0:
+        fail(name, _summary(arr), f"it must hold at least one probability; got shape {arr.shape}", where)
     if size is not None and arr.shape[-1] != size:
         fail(name, _summary(arr), f"it must be a probability vector of length {size}, shape ({size},) (or one row "
              f"per game of a batch); got shape {arr.shape}", where)

@@ -435,3 +435,51 @@ def test_per_game_array_of_the_wrong_length_names_itself(cls, name):
     value = np.array([0.1, 0.2, 0.3]) if name != "eta" or cls not in (algorithms.INPO,) else np.array([5.0, 6.0, 7.0])
     msg = refused(lambda: algorithms.run(cls(**_kw(cls, name, value)), g, 1), name)
     assert "2 values" in msg
+
+
+# -- what the census of our own entry points found (names, degenerate combinations, loose tolerances) -------------
+@pytest.mark.parametrize("names", [True, 3, 1.5, "abc", ["a", "b"], [0.2, 0.3, 0.5], [None, "b", "c"], object()])
+def test_action_names(names):
+    refused(lambda: games.PreferenceGame(CYC.P, names=names), "names")
+
+
+@pytest.mark.parametrize("names", [("a", "b"), (["a"] * 6, ["b"] * 4), (["a"] * 6, 5), 3])
+def test_zero_sum_action_names(names):
+    with pytest.raises(ValueError, match=r"names(\[\d\] \(\w+\))? = .* is not allowed"):
+        games.ZeroSumGame(A_ISSUE, names=names)
+
+
+def test_names_are_kept():
+    assert games.PreferenceGame(CYC.P, names=["x", "y", 3]).names == ("x", "y", 3)
+
+
+@pytest.mark.parametrize("alpha", [0, 0.0, -0.0, np.array([0.1, 0.0])])
+def test_mmd_alpha_zero_needs_an_explicit_eta(alpha):
+    msg = refused(lambda: algorithms.run(algorithms.MMD(alpha=alpha), CYC, 1), "alpha")
+    assert "pass eta" in msg
+    algorithms.run(algorithms.MMD(alpha=alpha, eta=0.1), CYC, 1)
+
+
+@pytest.mark.parametrize("cls", [algorithms.NashMD, algorithms.EGPO])
+def test_eta_times_beta_above_one_names_eta(cls):
+    kw = dict(eta=20.0, beta=0.2) if cls is algorithms.EGPO else dict(eta=20.0, beta=0.2, schedule="constant")
+    assert "eta*beta" in refused(lambda: algorithms.run(cls(**kw), CYC, 1), "eta")
+
+
+def test_inpo_tau_above_eta_names_tau():
+    assert "inverse learning rate" in refused(lambda: algorithms.run(algorithms.INPO(eta=0.1, tau=0.5), CYC, 1), "tau")
+
+
+@pytest.mark.parametrize("tol", [1.5, 1e-3])
+def test_regularized_nash_honours_a_loose_tolerance(tol):
+    pi = games.regularized_nash(CYC, 0.1, tol=tol)
+    assert np.all(np.isfinite(pi)) and pi.sum() == pytest.approx(1)
+
+
+def test_a_magnet_array_is_stored_as_a_value_and_works_on_a_batch():
+    m = np.array([0.2, 0.3, 0.5], dtype=np.float32)
+    a = algorithms.MMD(magnet=m)
+    m[0] = 0.9  # the caller's array is not aliased
+    assert a.magnet[0] == pytest.approx(0.2)
+    r = algorithms.run(a, games.make("random", n=3, seed=0, batch=2), 3)
+    assert r.policy.shape == (2, 3)
