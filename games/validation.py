@@ -13,6 +13,13 @@ The errors are :class:`InvalidArgument` (a ``ValueError``) and :class:`WrongType
 Numbers: we accept real numbers only (Python or numpy ints/floats, or arrays of them where a
 per-game array is allowed) — never strings, booleans or complex values; the CLIs convert text before
 calling the library, so the library has one rule.
+
+Tolerances: one rule, :func:`tolerance` (dtype), for "equal up to rounding" on probabilities
+(P + Pᵀ = 1, simplex sums, oracle antisymmetry); on payoff-valued quantities (gaps, values) it is
+relative to the payoff range, :func:`payoff_tolerance`, so no verdict depends on the payoff scale.
+
+Policies: :func:`distribution` checks probabilities; with ``interior=True`` it applies the one rule for
+every policy that enters an algorithm (init, magnet, reference): no zero entries (INTERIOR_RULE).
 """
 from __future__ import annotations
 

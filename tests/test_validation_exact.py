@@ -483,3 +483,52 @@ def test_a_magnet_array_is_stored_as_a_value_and_works_on_a_batch():
     assert a.magnet[0] == pytest.approx(0.2)
     r = algorithms.run(a, games.make("random", n=3, seed=0, batch=2), 3)
     assert r.policy.shape == (2, 3)
+
+
+# -- random garbage at every entry point of games/ (hypothesis): a clean refusal or a finite answer ----------------
+GARBAGE_ST = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=4), st.binary(max_size=2), st.complex_numbers(),
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5),
+    st.lists(st.one_of(st.floats(-2, 2), st.just(float("nan"))), max_size=4),
+    st.lists(st.lists(st.floats(-1, 2), min_size=3, max_size=3), min_size=1, max_size=3),
+    st.sampled_from([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], np.full((3, 3), 0.5), np.eye(3), (np.full(6, 1 / 6), np.full(5, 0.2))]),
+)
+ENTRY = {
+    "PreferenceGame.P": lambda v: games.PreferenceGame(v),
+    "PreferenceGame.reference": lambda v: games.PreferenceGame(CYC.P, reference=v),
+    "PreferenceGame.nash": lambda v: games.PreferenceGame(CYC.P, nash=v),
+    "ZeroSumGame.A": lambda v: games.ZeroSumGame(v),
+    "ZeroSumGame.reference": lambda v: games.ZeroSumGame(A_ISSUE, reference=v),
+    "make.name": lambda v: games.make(v),
+    "make.random.n": lambda v: games.make("random", n=v),
+    "make.bt_mixture.k": lambda v: games.make("bt_mixture", k=v),
+    "make.bt_mixture.weights": lambda v: games.make("bt_mixture", weights=v),
+    "make.bradley_terry.scores": lambda v: games.make("bradley_terry", scores=v),
+    "duality_gap.policy": lambda v: games.duality_gap(CYC, v),
+    "duality_gap.zero_sum_policy": lambda v: games.duality_gap(games.ZeroSumGame(A_ISSUE), v),
+    "regularized_gap.beta": lambda v: games.regularized_gap(CYC, U3, v),
+    "regularized_gap.reference": lambda v: games.regularized_gap(CYC, U3, 0.1, v),
+    "kl.q": lambda v: games.kl([0.2, 0.3, 0.5], v),
+    "nash_equilibrium.tol": lambda v: games.nash_equilibrium(CYC, tol=v),
+    "regularized_nash.beta": lambda v: games.regularized_nash(CYC, v, max_steps=3000),
+    "run.init": lambda v: algorithms.run(algorithms.MPO(), CYC, 2, init=v).policy,
+    "run.dtype": lambda v: algorithms.run(algorithms.MPO(), CYC, 2, dtype=v).policy,
+    "MMD.magnet": lambda v: algorithms.run(algorithms.MMD(magnet=v), CYC, 2).policy,
+    "MNPO.weights": lambda v: algorithms.run(algorithms.MNPO(weights=v), CYC, 2).policy,
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(where=st.sampled_from(sorted(ENTRY)), value=GARBAGE_ST)
+def test_garbage_anywhere_is_refused_cleanly_or_answered_finitely(where, value):
+    try:
+        out = ENTRY[where](value)
+    except (V.InvalidArgument, FileNotFoundError):
+        return  # the validation layer's refusal (WrongType is an InvalidArgument)
+    except RuntimeError as e:  # only the solvers may say they did not converge, and say so
+        assert where == "regularized_nash.beta" and "not reached" in str(e), (where, value, e)
+        return
+    parts = out if isinstance(out, tuple) else (out,)
+    for p in parts:
+        arr = np.asarray(getattr(p, "P", getattr(p, "A", p)), dtype=np.float64) if not isinstance(p, float) else np.asarray(p)
+        assert np.all(np.isfinite(arr)) or where == "kl.q", (where, value, out)
