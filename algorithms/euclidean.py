@@ -10,7 +10,9 @@ probability explicitly. ``bind`` refuses a backend without explicit probabilitie
 
 Step range. Both are analysed for the game operator F(z) = (payoff vectors) in the Euclidean norm:
 L₂ = ‖Π_m A Π_n‖₂ (spectral norm of the payoff matrix restricted to probability *differences*,
-Π_k = I − 11ᵀ/k; A = P for a preference game), computed per game at ``bind`` (``lipschitz2``).
+Π_k = I − 11ᵀ/k; A = P for a preference game), computed per game at ``bind`` (``lipschitz2``;
+L₂ = 0 when payoff differences do not depend on the policy, e.g. any 2-action preference game:
+then every step is in range and the default uses L, half the payoff range, instead).
     - Extragradient (Korpelevich 1976): iterates converge to an equilibrium for η < 1/L₂; for
       affine monotone problems over polyhedra (matrix games over simplices) the rate is linear
       (Tseng 1995, J. Comput. Appl. Math. 60) with game-dependent constants; last-iterate gap
@@ -40,7 +42,9 @@ def lipschitz2(game):
     m, n = A.shape[-2:]
     Pm, Pn = np.eye(m) - 1.0 / m, np.eye(n) - 1.0 / n
     L = np.linalg.norm(Pm @ A @ Pn, ord=2, axis=(-2, -1))
-    return as_param(L)
+    # rounding leaves ~1e-17 where the restricted operator is exactly 0 (2-action preference games)
+    rng = np.ptp(A.reshape(A.shape[:-2] + (-1,)), axis=-1)
+    return as_param(np.where(L <= 1e-12 * rng, 0.0, L))
 
 
 def project_simplex(v):
@@ -100,10 +104,14 @@ def _coef(backend, eta):
 
 def _resolve(self, backend, default_factor, bound_factor, algo):
     _require_probabilities(backend, algo)
-    L2 = lipschitz2(backend.game)
-    eta = as_param(default_factor / np.asarray(L2)) if self.eta is None else self.eta
+    L2 = np.asarray(lipschitz2(backend.game))
+    # L₂ = 0: the payoff *differences* do not depend on the policy (every 2-action preference game):
+    # any step is in range; the default then uses the ℓ1 scale L (half the payoff range) instead.
+    scale = np.where(L2 > 0, L2, np.asarray(backend.lipschitz))
+    eta = as_param(default_factor / scale) if self.eta is None else self.eta
     if self.guarantee:
-        bound = bound_factor / np.asarray(L2)
+        with np.errstate(divide="ignore"):
+            bound = bound_factor / L2
         strict = algo == "Extragradient"
         ok = np.asarray(eta) < bound if strict else np.asarray(eta) <= bound * (1 + 1e-12)
         require(ok, f"{algo}: eta={eta!r} is outside the proven range η {'<' if strict else '≤'} "
