@@ -47,3 +47,11 @@ def test_bad_flags_are_refused_before_any_run(tmp_path, flag):
     with pytest.raises(ValueError, match=flag[0]):
         exp.main(["--quick", "--out", str(tmp_path), "--figures", str(tmp_path), *flag])
     assert not (tmp_path / "conditioning.csv").exists()
+
+
+def test_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        exp.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--anatomy-steps" in out and "--methods" in out and "--quick" in out
