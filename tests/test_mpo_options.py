@@ -234,3 +234,14 @@ def test_adaptive_refresh_runs_where_metrics_are_exact():
         exact_metrics = True
 
     algorithms.run(algorithms.MPO(refresh="adaptive"), Exact(games.make("cyclic3")), 3)
+
+
+@pytest.mark.parametrize("opt", ["fast_moving", "moving_never"])
+def test_torch_batch_equals_numpy_single_games(opt):
+    g = games.make("random", n=5, seed=8, batch=3)
+    lam = np.array([0.05, 0.2, 0.0])  # per-game λ, one of them off
+    hp = dict(OPTIONS[opt], magnet_lr=lam)
+    rt = algorithms.run(algorithms.MPO(**hp), g, 40, backend="torch", record=[40])
+    for b in range(3):
+        rn = algorithms.run(algorithms.MPO(**dict(hp, magnet_lr=float(lam[b]))), g[b], 40, record=[40])
+        np.testing.assert_allclose(rt.policy[b], rn.policy, rtol=0, atol=1e-13)
