@@ -56,14 +56,16 @@ class MPO(AlgorithmMixin):
           the initial policy as magnet).
         - ``refresh="adaptive"``: refresh when the inner game is solved to a tolerance relative to the
           proximal step: Gap_α(π_t; ρ_k) ≤ ``tol``·α·KL(π_t‖ρ_k), per game of a batch. NOT
-          RECOMMENDED — measured slower than the fixed period everywhere we tried (iterations to
-          gap ≤ 1e-8 and staying there, default α, η): cyclic3 / perturbed_rps / condorcet from a
-          random start 730 / 1830 / 860 vs 690 / 1300 / 740 for K = 10; 24 random 10×10 games
-          (seed 0, budget 1e5): 8/24 reached vs 17/24. Capping the period at K (refresh when the
-          rule fires *or* K steps have passed) made it worse still (the catalogue's cyclic3: 3450,
-          random games 8/24; at tol = 1: none): its early refreshes are what hurts, so it cannot
-          be repaired by refreshing more often. It needs exact gaps, so ``bind`` refuses it on a
-          backend whose ``exact_metrics`` is False (an LLM without an enumerable world).
+          RECOMMENDED: the default fixed period beats it (iterations to gap ≤ 1e-8 and staying
+          there; cyclic3 / perturbed_rps / condorcet from a random start, and 24 random 10×10
+          games, seed 0, budget 1e5). At the default α, η: 730 / 1830 / 860 and 8/24 reached, vs
+          690 / 1300 / 740 and 17/24 for K = 10. At α = 0.1 it does beat K = 10 at that α (950 /
+          1230 / 810 and 14/24 vs 4500 / ∞ / 720 and 7/24: with ηαK ≈ 0.5, K = 10 refreshes too
+          early), but not the default setting nor eta="fast" (18/24). Capping its period at K
+          (refresh when the rule fires *or* K steps have passed) made it worse (cyclic3: 3450; 8/24;
+          at tol = 1 none reached): its early refreshes are what hurts, so refreshing more often
+          cannot repair it. It needs exact gaps, so ``bind`` refuses it on a backend whose
+          ``exact_metrics`` is False (an LLM without an enumerable world).
     Proximal-point inequality (exact inner solves): KL(π*‖ρ_{k+1}) ≤ KL(π*‖ρ_k) − KL(ρ_{k+1}‖ρ_k)
     ⇒ ρ_k → π*, the original NE. The inner MMD rate is linear; the outer loop has no rate free of
     game constants: see ``games.conditioning`` for what makes a game slow (a tiny equilibrium

@@ -13,7 +13,7 @@
     η = 1/L), and the Euclidean comparators projected OGDA (η = 1/(8L₂); 1/(2L₂)) and extragradient
     (η = 0.9/L₂), which cannot be realised on an LLM.
 
-    python -m experiments.conditioning          # defaults: about 3 minutes on 2 cores
+    python -m experiments.conditioning          # defaults: about 2 minutes on 2 cores
     python -m experiments.conditioning --quick
 """
 from __future__ import annotations
