@@ -12,6 +12,7 @@ payoff scale) and checks the guarantees asked for; ``init(backend, policy)`` mak
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from dataclasses import dataclass
 
@@ -204,12 +205,47 @@ class State:
     t: int = 0
 
 
+def check_start(algo, backend, policy):
+    """The one rule for the policy an algorithm starts from (``init``; MPO's first magnet is that
+    policy too), applied by every log-linear algorithm's ``init``: no zero probabilities. A step
+    ℓ_new = a·ℓ_anchor + b·ℓ_magnet + c·g keeps log 0 = −inf forever, so a start on a face of the
+    simplex never leaves it (silently: issue 8.5). Backends that can say where a policy has no mass
+    (``boundary(policy)``: the exact backend) are checked; others (an LM's policy) have no zeros."""
+    find = getattr(backend, "boundary", None)
+    hit = find(policy) if find is not None else None
+    if hit is not None:
+        label, probs, idx = hit
+        V.fail(label, V._summary(probs), f"it must be strictly positive for {type(algo).__name__} (entry {list(idx)} is 0): "
+               f"{V.INTERIOR_RULE}")
+
+
+def _checked_init(init):
+    @functools.wraps(init)
+    def wrapper(self, backend, policy):
+        if self.log_linear:
+            check_start(self, backend, policy)
+        return init(self, backend, policy)
+
+    wrapper.checks_start = True
+    return wrapper
+
+
 class AlgorithmMixin:
     """Small shared conveniences; each algorithm still spells out its own step."""
 
     #: registry name, and whether the method is regularised (so its β-gap is recorded)
     name = ""
     queries_per_step = 1
+    #: every step is log-linear (DESIGN §3), so a start with a zero probability is refused
+    #: (``check_start``); a method that can leave a face of the simplex (a Euclidean projection) sets False
+    log_linear = True
+
+    def __init_subclass__(cls, **kwargs):
+        # every subclass's own init checks its start first: the rule lives here, once, for all of them
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("init")
+        if init is not None and not getattr(init, "checks_start", False):
+            cls.init = _checked_init(init)
 
     def bind(self, backend):
         """A copy with every ``None`` default resolved for this backend's game, checked."""
@@ -218,6 +254,7 @@ class AlgorithmMixin:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    @_checked_init
     def init(self, backend, policy):
         return State(policy, 0)
 

@@ -141,6 +141,7 @@ class Extragradient(AlgorithmMixin):
     eta: float | None = None
     guarantee: bool = False
     name = "extragradient"
+    log_linear = False  # a Euclidean projection can leave a face: a start on the boundary is fine
     exact_only = True
     queries_per_step = 2
 
@@ -177,6 +178,7 @@ class OGDA(AlgorithmMixin):
     eta: float | None = None
     guarantee: bool = False
     name = "ogda"
+    log_linear = False  # a Euclidean projection can leave a face: a start on the boundary is fine
     exact_only = True
 
     def __post_init__(self):

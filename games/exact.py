@@ -169,12 +169,25 @@ class ExactBackend:
     def initial_policy(self, init=None) -> TabularPolicy:
         """The reference policy, or ``init`` (probabilities, one array per slot for a zero-sum game).
 
-        ``init`` must be strictly positive, like every policy that enters an algorithm (magnet,
-        reference): log-linear steps never move mass onto an action that has none.
+        Validated as probabilities here; that it is strictly positive — like every policy that enters
+        a log-linear algorithm (magnet, reference) — is checked by the algorithm's ``init``
+        (``algorithms.base.check_start``, through :meth:`boundary`), since a Euclidean method may start
+        on a face.
         """
         if init is None:
             return self.reference
-        return self.from_probs(init, name="init", interior=True)
+        return self.from_probs(init, name="init")
+
+    def boundary(self, policy: TabularPolicy, name: str = "init"):
+        """Where ``policy`` has no mass: None, or (argument name, its probabilities, first zero entry)
+        for the rule every log-linear algorithm applies to its start (``algorithms.base.check_start``)."""
+        for s, lp in enumerate(policy.logp):
+            lp = np.asarray(self.ops.to_numpy(lp))
+            bad = np.argwhere(np.isneginf(lp))
+            if len(bad):
+                label = name if self.symmetric else f"{name}[{s}] ({'row' if s == 0 else 'column'})"
+                return label, np.exp(lp), tuple(int(i) for i in bad[0])
+        return None
 
     def win_rates(self, sigma: TabularPolicy) -> WinRates:
         """One oracle query per game: every action's payoff against σ, for every slot."""

@@ -72,7 +72,8 @@ def test_every_hyperparameter_refuses_out_of_range(cls, name, kind):
 @pytest.mark.parametrize("cls,name,kind", NUMERIC, ids=ids)
 def test_numeric_strings_are_refused_consistently(cls, name, kind):
     # issue 9 class 4: "0.1" was accepted for eta but crashed for alpha/beta/tau: numbers only, everywhere
-    refused(lambda: cls(**_kw(cls, name, "0.1")), name, TypeError)
+    # (a TypeError too, except MPO's eta, whose one allowed string is 'fast': a wrong word is a bad value there)
+    refused(lambda: cls(**_kw(cls, name, "0.1")), name, ValueError if (cls, name) == (algorithms.MPO, "eta") else TypeError)
 
 
 @pytest.mark.parametrize("cls,name,kind", NUMERIC, ids=ids)
@@ -532,3 +533,39 @@ def test_garbage_anywhere_is_refused_cleanly_or_answered_finitely(where, value):
     for p in parts:
         arr = np.asarray(getattr(p, "P", getattr(p, "A", p)), dtype=np.float64) if not isinstance(p, float) else np.asarray(p)
         assert np.all(np.isfinite(arr)) or where == "kl.q", (where, value, out)
+
+
+# -- the start rule lives in AlgorithmMixin: every log-linear init checks it, Euclidean methods opt out ---------
+def test_euclidean_methods_may_start_on_a_face():
+    from algorithms.euclidean import OGDA, Extragradient
+
+    for cls in (Extragradient, OGDA):
+        r = algorithms.run(cls(), CYC, 400, init=[1.0, 0.0, 0.0])
+        assert r.history["duality_gap"][-1] < 1e-6
+
+
+def test_a_new_log_linear_algorithm_gets_the_start_rule_without_asking():
+    from dataclasses import dataclass
+
+    from algorithms.base import AlgorithmMixin, State
+
+    @dataclass(frozen=True)
+    class Mine(AlgorithmMixin):
+        eta: float = 0.1
+
+        def init(self, backend, policy):
+            return State(policy, 0)
+
+        def step(self, backend, state):
+            return State(backend.realise(((1.0, state.policy), (self.eta, backend.win_rates(state.policy)))), state.t + 1)
+
+    assert "Mine" in refused(lambda: algorithms.run(Mine(), CYC, 2, init=[0.0, 0.5, 0.5]), "init")
+    algorithms.run(Mine(), CYC, 2, init=[0.1, 0.4, 0.5])
+
+
+def test_the_start_rule_on_the_torch_backend_names_the_slot():
+    pytest.importorskip("torch")
+    x = np.full(6, 1 / 6)
+    y = np.array([0.5, 0.5, 0.0, 0.0, 0.0])
+    refused(lambda: algorithms.run(algorithms.OMWU(), games.ZeroSumGame(A_ISSUE), 2, init=(x, y), backend="torch"),
+            "init[1] (column)")
