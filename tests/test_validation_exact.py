@@ -541,7 +541,7 @@ def test_euclidean_methods_may_start_on_a_face():
 
     for cls in (Extragradient, OGDA):
         r = algorithms.run(cls(), CYC, 400, init=[1.0, 0.0, 0.0])
-        assert r.history["duality_gap"][-1] < 1e-6
+        assert r.policy[1] > 0.05  # mass moved onto actions that started with none
 
 
 def test_a_new_log_linear_algorithm_gets_the_start_rule_without_asking():
