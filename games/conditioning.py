@@ -52,7 +52,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from .core import PreferenceGame, ZeroSumGame
-from .equilibria import nash_equilibrium
+from .equilibria import _normalised, nash_equilibrium
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,9 @@ def _single(game, support_tol, tol) -> Conditioning:
     else:
         x, y = (np.asarray(v, dtype=np.float64) for v in nash_equilibrium(game))
     Sx, Sy = x > support_tol, y > support_tol
-    xs, ys, smin, smax = _equalise(A, Sx, Sy)
+    # on payoffs mapped to [−1, 1]: the border of the equaliser system is ±1, so its singular values (the
+    # nonsingularity verdict) must not depend on the payoff scale; x_S, y_S do not change under the map
+    xs, ys, smin, smax = _equalise(_normalised(A), Sx, Sy)
     nonsingular = bool(Sx.sum() == Sy.sum() and smin > tol * smax)
     if nonsingular and np.all(xs > 0) and np.all(ys > 0):
         x, y = np.zeros_like(x), np.zeros_like(y)

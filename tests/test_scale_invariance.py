@@ -153,3 +153,16 @@ def test_float32_backend_refuses_payoffs_it_cannot_hold():
     pytest.importorskip("torch")
     with pytest.raises(ValueError, match=r"payoff scale is out of range for float32"):
         algorithms.run(algorithms.MMD(), games.ZeroSumGame(1e100 * A_ISSUE), 1, backend="torch", dtype="float32")
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-6, 1.0, 1e6, 1e12])
+def test_conditioning_verdicts_do_not_depend_on_the_payoff_scale(scale):
+    # the equaliser system's border is ±1: on unnormalised payoffs its singular values (the
+    # "nonsingular"/"unique" verdicts) changed with the scale (False at 1e6 and 1e-12 before the fix)
+    from games.conditioning import conditioning
+
+    base = conditioning(games.ZeroSumGame(A_ISSUE))
+    c = conditioning(games.ZeroSumGame(scale * A_ISSUE))
+    assert (c.nonsingular, c.unique, c.strictly_complementary) == (base.nonsingular, base.unique, True)
+    assert c.margin / scale == pytest.approx(base.margin, rel=1e-9)
+    assert c.p_min == pytest.approx(base.p_min, rel=1e-9)
