@@ -43,7 +43,7 @@ class NashMD(AlgorithmMixin):
             V.fail("schedule", sched, "it must be 'decreasing', 'constant' or a function t -> eta_t", "NashMD",
                    V.InvalidArgument if isinstance(sched, str) else V.WrongType)
         if sched == "decreasing" and self.eta is not None:
-            raise ValueError("NashMD: the decreasing schedule sets eta_t = 2/(beta (t+2)) itself; "
+            raise V.InvalidArgument(f"NashMD: eta = {self.eta!r} is not allowed with the decreasing schedule, which sets eta_t = 2/(beta (t+2)) itself; "
                              "pass schedule='constant' to use a fixed eta, or drop eta")
 
     def bind(self, backend):

@@ -93,7 +93,8 @@ class ExactBackend:
         L = np.maximum(rows.max(-1), cols.max(-1))
         self.lipschitz = float(L) if L.ndim == 0 else L
         if np.any(np.asarray(self.lipschitz) == 0):
-            raise ValueError("the game is constant (every payoff equal): every policy is an equilibrium, there is nothing to learn")
+            V.fail("game", V._Shown(repr(game)), "it is constant (every payoff equal): every policy is an equilibrium, "
+                   "there is nothing to learn")
         self._check_scale(Mn, L)
         self.queries = 0
         # Policies are values, so what is derived from one (its probabilities, its payoff vectors) is
@@ -113,8 +114,8 @@ class ExactBackend:
         Lmin, Lmax = float(np.min(L)), float(np.max(L))
         if not (big <= info.max / 4 and Lmin >= info.tiny * 4 and 1 / Lmin <= info.max / 4):
             what = "P" if self.symmetric else "A"
-            raise ValueError(
-                f"ExactBackend: the game's payoff scale is out of range for {info.dtype}: largest |{what}| = {big:.3g}, "
+            raise V.InvalidArgument(
+                f"game = {self.game!r} is not allowed; its payoff scale is out of range for {info.dtype}: largest |{what}| = {big:.3g}, "
                 f"L (half the largest payoff range of a row or column) from {Lmin:.3g} to {Lmax:.3g}; the steps and "
                 f"metrics need payoffs, L and 1/L well inside [{info.tiny:.3g}, {info.max:.3g}]. Rescale the payoffs "
                 "(equilibria do not change: e.g. divide A by its range)")
@@ -350,7 +351,7 @@ def tile(game, B: int):
         V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame", "tile", V.WrongType)
     B = V.integer(B, "B", low=1, where="tile")
     if game.batch_shape:
-        raise ValueError(f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}")
+        V.fail("game", V._Shown(repr(game)), f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}", "tile")
     rep = lambda x: np.broadcast_to(x, (B,) + np.shape(x))
     name = f"{game.name}x{B}"
     if isinstance(game, PreferenceGame):
