@@ -20,6 +20,10 @@ class MagnetState:
 
 def mmd_coefficients(eta, alpha):
     """(a, b, c) = (1, ηα, η)/(1+ηα), the MMD step's weights on (π_t, ρ, g)."""
+    if type(eta) is float and type(alpha) is float:  # the common case, every step: no numpy overhead
+        ea = eta * alpha
+        d = 1 + ea
+        return 1 / d, ea / d, eta / d
     ea = np.asarray(eta) * np.asarray(alpha)
     d = 1 + ea
     return as_param(1 / d), as_param(ea / d), as_param(np.asarray(eta) / d)
