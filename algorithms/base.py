@@ -82,16 +82,7 @@ def check_regularisation(name, value, backend, algo):
     is ≈ value·ε, no longer measures anything — while the step coefficients themselves (ηα and 1+ηα
     at the default η = α/L²) overflow to NaN near value = 1e154·L. A run there cannot move and its
     metrics are noise; a smaller value gives the same answer to within tolerance(dtype)."""
-    if value is None:
-        return value
-    L = payoff_scale(backend)
-    tol = V.tolerance(_dtype(backend))
-    v = np.asarray(value, dtype=np.float64)
-    if np.any(v / L > 1 / tol):
-        V.fail(name, value, f"it must be <= L/{tol:.2g} = {as_param(L / tol)!r} for this game (L = {as_param(L)!r}, half its "
-               f"largest payoff range): beyond that the regularised equilibrium equals the magnet to within {tol:.2g}, "
-               "the game term of a step is lost to rounding and the regularised gap measures nothing", algo)
-    return value
+    return V.regularisation(value, name, payoff_scale(backend), _dtype(backend), where=algo)
 
 
 def check_derived(backend, algo, **values):

@@ -277,7 +277,8 @@ class ExactBackend:
         """Duality gap of the game regularised by β·KL(·‖magnet) (magnet: the reference by default).
 
         Σ over roles of β·logsumexp(log ρ + q/β) + β·KL(π‖ρ); for a preference game
-        2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE.
+        2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE; finite for
+        every β > 0 (computed with the largest payoff taken out of the logsumexp).
         """
         magnet = self.reference if magnet is None else magnet
         if isinstance(beta, (int, float)) and beta == 0:
@@ -294,7 +295,13 @@ class ExactBackend:
         probs = self.probs(policy)
         for r in self._gap_roles:
             lr = magnet.logp[r.slot]
-            total = total + b0 * self.ops.logsumexp(lr + self._q(r, policy) / b)
+            q = self._q(r, policy)
+            # β·logsumexp(log ρ + q/β) = max q + β·logsumexp(log ρ + (q − max q)/β): the shifted
+            # exponents are ≤ 0, so no β (down to the smallest subnormal) overflows them
+            qm = self.ops.max(q)
+            with np.errstate(over="ignore"):  # (q − max q)/β → −inf for a tiny β: exp(−inf) = 0 is right
+                shifted = lr + (q - qm[..., None]) / b
+            total = total + (qm + b0 * self.ops.logsumexp(shifted))
             total = total + b0 * self._kl(probs[r.slot], policy.logp[r.slot], lr)
         if zero is not None:
             total = self.ops.where(self.ops.asarray(zero) > 0, self.duality_gap(policy), total)

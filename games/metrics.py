@@ -48,6 +48,7 @@ def regularized_gap(game, policy, beta, reference=None):
     where = "regularized_gap"
     be = _backend(game, where)
     V.param(beta, "beta", low=0, allow_none=False, where=where)
+    V.regularisation(beta, "beta", be.lipschitz, where=where)  # beyond 1e9·L the gap is rounding noise
     ref = None if reference is None else be.from_probs(reference, name="reference", interior=True, where=where)
     return _out(be.regularized_gap(be.from_probs(policy, where=where), beta, ref))
 

@@ -264,6 +264,26 @@ def payoff_tolerance(M, rtol=None, dtype=np.float64):
     return float(out) if np.ndim(out) == 0 else out
 
 
+def regularisation(value, name: str, L, dtype=np.float64, where: str = ""):
+    """The finite-arithmetic bound on a regularisation weight (α, β, τ; a number or one per game):
+    value/L ≤ 1/tolerance(dtype), i.e. 1e9·L in float64 (L: half the largest payoff range of a row
+    or column). Beyond it the regularised equilibrium is the magnet to within tolerance(dtype), a
+    step's game term is lost to the rounding of the log-probabilities, and the regularised gap (whose
+    rounding floor is ≈ value·ε) measures nothing; see ``algorithms.base.check_regularisation``."""
+    if value is None:
+        return value
+    L = np.asarray(L, dtype=np.float64)
+    tol = tolerance(dtype)
+    v = np.asarray(value, dtype=np.float64)
+    if np.any(v / L > 1 / tol):
+        lim = L / tol
+        fail(name, value, f"it must be <= L/{tol:.2g} = {float(lim) if lim.ndim == 0 else lim!r} for this game (L = "
+             f"{float(L) if L.ndim == 0 else L!r}, half its largest payoff range): beyond that the regularised equilibrium "
+             f"equals the magnet to within {tol:.2g}, the game term of a step is lost to rounding and the regularised gap "
+             "measures nothing", where)
+    return value
+
+
 INTERIOR_RULE = (
     "log-linear methods (every algorithm here) update log-probabilities, "
     "so an action with probability 0 keeps it forever and the run can never leave that face of the "

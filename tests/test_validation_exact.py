@@ -404,7 +404,7 @@ def test_nash_equilibrium_arguments(kw, name):
 
 @pytest.mark.parametrize("kw,name", [
     (dict(beta=-1), "beta"), (dict(beta="0.1"), "beta"), (dict(beta=np.nan), "beta"), (dict(beta=0.0), "beta"),
-    (dict(beta=0.1, tol=0), "tol"), (dict(beta=0.1, max_steps=0), "max_steps"), (dict(beta=0.1, max_steps=2.5), "max_steps"),
+    (dict(beta=1e300), "beta"), (dict(beta=0.1, tol=0), "tol"), (dict(beta=0.1, max_steps=0), "max_steps"), (dict(beta=0.1, max_steps=2.5), "max_steps"),
     (dict(beta=0.1, reference=[1.0, 0.0, 0.0]), "reference"), (dict(beta=np.array([0.1, 0.2, 0.3])), "beta"),
 ])
 def test_regularized_nash_arguments(kw, name):
@@ -569,3 +569,16 @@ def test_the_start_rule_on_the_torch_backend_names_the_slot():
     y = np.array([0.5, 0.5, 0.0, 0.0, 0.0])
     refused(lambda: algorithms.run(algorithms.OMWU(), games.ZeroSumGame(A_ISSUE), 2, init=(x, y), backend="torch"),
             "init[1] (column)")
+
+
+@pytest.mark.parametrize("beta", [5e-324, 1e-310, 1e-300, 1e-12])
+def test_regularized_gap_at_a_tiny_beta_is_the_duality_gap_not_nan(beta):
+    # hypothesis found beta = 2.2e-313 giving NaN (q/β overflowed); β → 0 is the unregularised gap
+    pi = np.array([0.2, 0.3, 0.5])
+    assert games.regularized_gap(CYC, pi, beta) == pytest.approx(games.duality_gap(CYC, pi), abs=1e-9)
+
+
+def test_regularized_gap_beyond_the_finite_arithmetic_bound_is_refused():
+    L = games.ExactBackend(CYC).lipschitz
+    games.regularized_gap(CYC, U3, 0.99e9 * L)
+    assert "L/" in refused(lambda: games.regularized_gap(CYC, U3, 1.01e9 * L), "beta")
