@@ -65,12 +65,17 @@ def _shape(n, batch, where):
     return (n,) if batch is None else (batch, n)
 
 
-def bradley_terry(scores=None, n: int = 5, seed: int = 0, batch: int | None = None):
-    """Transitive P_ij = σ(s_i − s_j) from scores (random N(0,1) if omitted); pure NE at argmax s."""
+def bradley_terry(scores=None, n: int | None = None, seed: int | None = None, batch: int | None = None):
+    """Transitive P_ij = σ(s_i − s_j) from scores (random N(0,1) if omitted: n = 5, seed = 0 by
+    default); pure NE at argmax s. Given scores fix the game: n, seed and batch are then refused
+    rather than silently ignored."""
     where = "bradley_terry"
     if scores is None:
-        s = _rng(seed, where).normal(size=_shape(n, batch, where))
+        s = _rng(0 if seed is None else seed, where).normal(size=_shape(5 if n is None else n, batch, where))
     else:
+        for name, value in (("n", n), ("seed", seed), ("batch", batch)):
+            if value is not None:
+                V.fail(name, value, "it is not used when scores are given (the scores fix the game); drop it", where)
         s = V.real_array(scores, "scores", ndim=(1, 2), where=where)
         if s.shape[-1] == 0:
             V.fail("scores", scores, "it must hold one score per response (at least one)", where)
@@ -81,11 +86,15 @@ def bradley_terry(scores=None, n: int = 5, seed: int = 0, batch: int | None = No
     return _pref(P, "bradley_terry", nash)
 
 
-def bt_mixture(n: int = 5, k: int = 3, seed: int = 0, weights=None, scale: float = 3.0, batch: int | None = None):
-    """A population of k Bradley–Terry annotators, P = Σ_a w_a σ(s^a_i − s^a_j): generally intransitive."""
+def bt_mixture(n: int = 5, k: int | None = None, seed: int = 0, weights=None, scale: float = 3.0,
+               batch: int | None = None):
+    """A population of k Bradley–Terry annotators, P = Σ_a w_a σ(s^a_i − s^a_j): generally intransitive.
+    k: the number of annotators (default: one per weight if ``weights`` are given, else 3)."""
     where = "bt_mixture"
     rng = _rng(seed, where)
     shape = _shape(n, batch, where)
+    if k is None:
+        k = 3 if weights is None else len(V.distribution(weights, "weights", where=where))
     k = V.integer(k, "k", low=1, where=where)
     scale = V.number(scale, "scale", low=0, low_open=True, where=where)
     w = np.full(k, 1 / k) if weights is None else V.distribution(weights, "weights", size=k, where=where)

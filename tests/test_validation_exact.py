@@ -582,3 +582,19 @@ def test_regularized_gap_beyond_the_finite_arithmetic_bound_is_refused():
     L = games.ExactBackend(CYC).lipschitz
     games.regularized_gap(CYC, U3, 0.99e9 * L)
     assert "L/" in refused(lambda: games.regularized_gap(CYC, U3, 1.01e9 * L), "beta")
+
+
+# -- silent ignoring (class 7) in the catalogue -------------------------------------------------------------------
+@pytest.mark.parametrize("kw,name", [(dict(n=3), "n"), (dict(seed=1), "seed"), (dict(batch=2), "batch")])
+def test_bradley_terry_refuses_arguments_its_scores_make_unused(kw, name):
+    refused(lambda: games.make("bradley_terry", scores=[0.0, 1.0, 2.0], **kw), name)
+
+
+def test_bradley_terry_defaults_are_unchanged():
+    s = np.random.default_rng(0).normal(size=5)
+    np.testing.assert_allclose(games.make("bradley_terry").P, 1 / (1 + np.exp(-(s[:, None] - s[None, :]))), atol=1e-15)
+
+
+def test_bt_mixture_takes_k_from_the_weights():
+    assert games.make("bt_mixture", weights=[0.25, 0.25, 0.5, 0.0]).n == 5
+    refused(lambda: games.make("bt_mixture", k=2, weights=[0.5, 0.25, 0.25]), "weights")
