@@ -362,7 +362,7 @@ def test_zero_sum_nash_must_be_a_pair():
 @pytest.mark.parametrize("args,kw,name", [
     ((None,), {}, "name"), ((3,), {}, "name"), (("rock",), {}, "name"),
     (("bt_mixture",), dict(k=0), "k"), (("bt_mixture",), dict(k=2.5), "k"), (("bt_mixture",), dict(scale=0), "scale"),
-    (("bt_mixture",), dict(weights=[0.5, 0.5]), "weights"), (("bt_mixture",), dict(weights=[0.2, 0.2, 0.2]), "weights"),
+    (("bt_mixture",), dict(k=3, weights=[0.5, 0.5]), "weights"), (("bt_mixture",), dict(weights=[0.2, 0.2, 0.2]), "weights"),
     (("random",), dict(n=0), "n"), (("random",), dict(n="5"), "n"), (("random",), dict(n=True), "n"),
     (("random",), dict(seed=-1), "seed"), (("random",), dict(seed=1.5), "seed"), (("random",), dict(batch=0), "batch"),
     (("random",), dict(size=4), "size"), (("rps",), dict(n=3), "n"), (("random_skew",), dict(scale=-1), "scale"),
