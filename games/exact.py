@@ -99,6 +99,7 @@ class ExactBackend:
             V.fail("game", V._Shown(repr(game)), "it is constant (every payoff equal): every policy is an equilibrium, "
                    "there is nothing to learn")
         self._check_scale(Mn, L)
+        self._payoff_max = float(np.max(np.abs(Mn)))
         self.queries = 0
         # Policies are values, so what is derived from one (its probabilities, its payoff vectors) is
         # cached on it and reused: the run loop's average, the next step's query and the metrics then
@@ -278,7 +279,7 @@ class ExactBackend:
 
         Σ over roles of β·logsumexp(log ρ + q/β) + β·KL(π‖ρ); for a preference game
         2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE; finite for
-        every β > 0 (computed with the largest payoff taken out of the logsumexp).
+        every β > 0 (for a β below max|payoff|/1e300 the largest payoff is taken out of the logsumexp).
         """
         magnet = self.reference if magnet is None else magnet
         if isinstance(beta, (int, float)) and beta == 0:
@@ -289,6 +290,9 @@ class ExactBackend:
             # others are computed with β there replaced by 1, so no 0·inf ever forms
             zero = np.asarray(self.ops.to_numpy(beta)) == 0
             beta = np.where(zero, 1.0, np.asarray(self.ops.to_numpy(beta), dtype=np.float64))
+        # q/β overflows only for β below max|payoff|/1e300 (decided on the host, from β's value)
+        bmin = beta if isinstance(beta, (int, float)) else float(np.min(np.asarray(self.ops.to_numpy(beta))))
+        tiny = bmin * 1e300 < getattr(self, "_payoff_max", 0.0)
         b = self._coef(beta)
         b0 = b if isinstance(b, (int, float)) else b[..., 0]
         total = 0.0
@@ -296,12 +300,15 @@ class ExactBackend:
         for r in self._gap_roles:
             lr = magnet.logp[r.slot]
             q = self._q(r, policy)
-            # β·logsumexp(log ρ + q/β) = max q + β·logsumexp(log ρ + (q − max q)/β): the shifted
-            # exponents are ≤ 0, so no β (down to the smallest subnormal) overflows them
-            qm = self.ops.max(q)
-            with np.errstate(over="ignore"):  # (q − max q)/β → −inf for a tiny β: exp(−inf) = 0 is right
-                shifted = lr + (q - qm[..., None]) / b
-            total = total + (qm + b0 * self.ops.logsumexp(shifted))
+            if tiny:
+                # β·logsumexp(log ρ + q/β) = max q + β·logsumexp(log ρ + (q − max q)/β): the shifted
+                # exponents are ≤ 0, so no β (down to the smallest subnormal) overflows them
+                qm = self.ops.max(q)
+                with np.errstate(over="ignore"):  # (q − max q)/β → −inf: exp(−inf) = 0 is right
+                    shifted = lr + (q - qm[..., None]) / b
+                total = total + (qm + b0 * self.ops.logsumexp(shifted))
+            else:  # the usual form (its rounding is what MPO's adaptive rule was tuned on)
+                total = total + b0 * self.ops.logsumexp(lr + q / b)
             total = total + b0 * self._kl(probs[r.slot], policy.logp[r.slot], lr)
         if zero is not None:
             total = self.ops.where(self.ops.asarray(zero) > 0, self.duality_gap(policy), total)
