@@ -122,7 +122,8 @@ class MPO(AlgorithmMixin):
         if isinstance(eta, str):  # "fast"
             require(not self.guarantee, "MPO: eta='fast' (4α/L²) is outside MMD's proven range η ≤ α/L²; "
                     "pass guarantee=False or a smaller eta")
-            eta = as_param(FAST_STEP * np.asarray(alpha) / np.asarray(backend.lipschitz) ** 2)
+            L = np.asarray(backend.lipschitz)
+            eta = as_param(FAST_STEP * (np.asarray(alpha) / L) / L)  # (α/L)/L: no overflow of L² at huge payoffs
         eta, alpha = resolve_mmd(backend, eta, alpha, self.guarantee, "MPO")
         return self.replace(eta=eta, alpha=alpha)
 

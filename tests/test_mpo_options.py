@@ -245,3 +245,19 @@ def test_torch_batch_equals_numpy_single_games(opt):
     for b in range(3):
         rn = algorithms.run(algorithms.MPO(**dict(hp, magnet_lr=float(lam[b]))), g[b], 40, record=[40])
         np.testing.assert_allclose(rt.policy[b], rn.policy, rtol=0, atol=1e-13)
+
+
+def test_fast_step_does_not_overflow_at_huge_payoffs():
+    # η = 4α/L² computed as 4(α/L)/L: L² overflows for payoffs above ~1e154
+    import numpy as np
+
+    z = games.ZeroSumGame(np.random.default_rng(0).uniform(-1, 1, (3, 3)))
+    big = games.ZeroSumGame(1e200 * z.A)
+    small = algorithms.run(algorithms.MPO(eta="fast"), z, 200)
+    huge = algorithms.run(algorithms.MPO(eta="fast"), big, 200)
+    np.testing.assert_allclose(huge.history["duality_gap"] / 1e200, small.history["duality_gap"], rtol=1e-9, atol=1e-15)
+
+
+def test_make_reports_a_refused_value_by_its_own_name():
+    with pytest.raises(ValueError, match=r"eta = '0\.1' is not allowed"):
+        algorithms.make("mmd", eta="0.1")
