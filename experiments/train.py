@@ -16,6 +16,7 @@ recorded; checkpointed every --checkpoint-every steps, --resume continues). Back
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +29,22 @@ from experiments import common  # noqa: E402  (first: it limits BLAS threads bef
 import numpy as np
 
 from experiments.common import arg
+from games import validation as V
 
 
 @dataclass
 class Config(common.Base):
-    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)")
+    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)",
+                       choices=("exact", "llm"))
     algo: str = arg("mpo", "algorithm (algorithms.available(); aliases such as sppo, onpo, nash_mp work)")
     game: str = arg("cyclic3", "game name (games.available())")
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
-    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)")
+    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)", low=0)
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
-    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
-    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
+    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)",
+                    choices=("reference", "random"))
+    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)",
+                      low=0)
     # --backend llm
     model: str = arg("", "llm: a local model directory built for the game's world (default: a tiny random LM)")
     oracle: str = arg("matrix", "llm: preference oracle: matrix (the game), reward (one BT reward model), mixture (3, intransitive)")
@@ -49,7 +54,7 @@ class Config(common.Base):
     batch_size: int = arg(16, "llm: responses sampled per prompt for the regression")
     opponents: int = arg(1024, "llm: opponent samples per prompt to estimate win rates")
     response_len: int = arg(1, "llm: response length in the enumerable world")
-    checkpoint_every: int = arg(10, "llm: steps between checkpoints")
+    checkpoint_every: int = arg(10, "llm: steps between checkpoints", low=1)
     resume: bool = arg(False, "llm: continue from the checkpoint in --out")
 
     NAME = "train"
@@ -59,19 +64,56 @@ class Config(common.Base):
     def csv_path(self) -> Path:
         return Path(self.out) / f"train_{self.algo}_{self.game}_s{self.seed}.csv"
 
+    def check(self):
+        """Names, hyperparameters and flag combinations, before any work (the LLM backend checks
+        its own flags in llm.train, also before any step)."""
+        import games
 
-def run_exact(cfg: Config) -> list:
-    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
+        common.check_algorithms([self.algo], "--algo")
+        V.choice(self.game.strip().lower().replace("-", "_"), "--game", games.available())
+        given = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+        other = EXACT_ONLY if self.backend == "llm" else [f.name for f in dataclasses.fields(self)
+                                                          if f.metadata.get("help", "").startswith("llm:")]
+        wrong = [f"--{n.replace('_', '-')}" for n in other if n in given]
+        if wrong:
+            verb = "applies" if len(wrong) == 1 else "apply"
+            other_backend = "exact" if self.backend == "llm" else "llm"
+            V.fail(wrong[0], getattr(self, wrong[0][2:].replace("-", "_")),
+                   f"{', '.join(wrong)} {verb} to --backend {other_backend} only; this run uses --backend {self.backend}")
+        hp = common.parse_hparams(self.hparams, (), "--hparams").get(None, {})
+        common.build_algorithms([self.algo], (), "--hparams", base=hp)
+        if self.backend == "exact":
+            game_kwargs(self)  # builds the game: a bad --game-args value is refused now
+
+
+#: flags that only --backend exact reads
+EXACT_ONLY = ("init", "record", "game_args")
+
+
+def game_kwargs(cfg: Config) -> dict:
+    """The game's keyword arguments from --game-args (and --seed for a game drawn at random); the
+    game is built once to check them, so errors name --game-args before any work."""
     import inspect
 
-    import algorithms
     import games
 
-    kwargs = common.parse_hparams(cfg.game_args).get(None, {})
+    kwargs = common.parse_hparams(cfg.game_args, (), "--game-args").get(None, {})
     fn = games.catalogue.BUILTIN.get(cfg.game)
     if fn is not None and "seed" in inspect.signature(fn).parameters:
         kwargs.setdefault("seed", cfg.seed)
-    game = games.make(cfg.game, **kwargs)
+    try:
+        games.ExactBackend(games.make(cfg.game, **kwargs))  # the backend refuses a game with nothing to learn
+    except (ValueError, TypeError) as e:
+        raise V.InvalidArgument(f"--game-args {' '.join(cfg.game_args)}: {e}") from None
+    return kwargs
+
+
+def run_exact(cfg: Config) -> list:
+    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
+    import algorithms
+    import games
+
+    game = games.make(cfg.game, **game_kwargs(cfg))
     algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
     init = common.initial_policy(game, cfg.init, cfg.seed)
     res = algorithms.run(algo, game, cfg.steps or (300 if cfg.quick else 5_000), record=cfg.record or None, init=init, progress=sys.stderr.isatty())
@@ -118,15 +160,15 @@ def summary(rows: common.Rows) -> str:
 
 
 def main(argv=None):
-    cfg = common.parse(Config, argv)
-    if cfg.backend not in BACKENDS:
-        raise SystemExit(f"unknown --backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
+    """Parse and check every flag before any work; refusals are one line on stderr, exit status 2."""
+    return common.cli("train", _main, argv)
+
+
+def _main(argv):
+    cfg = common.parse_and_check(Config, argv)
     with common.Timer() as t:
         if not cfg.plot_only:
-            try:
-                rows = BACKENDS[cfg.backend](cfg)
-            except ValueError as e:  # a bad name or hyperparameter: the library's message says what is valid
-                raise SystemExit(f"train: {e}") from None
+            rows = BACKENDS[cfg.backend](cfg)
             if not rows or not np.all([len(r) == len(common.COLUMNS) for r in rows]):
                 raise RuntimeError(f"backend {cfg.backend!r} returned malformed rows")
             common.write_csv(cfg.csv_path, rows)
