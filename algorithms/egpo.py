@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
+                   refuse_unless)
 from .mirror_prox import extragradient_step
 
 
@@ -32,17 +35,23 @@ class EGPO(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="EGPO")
         check("beta", self.beta, positive=True, algo="EGPO")
+        V.boolean(self.guarantee, "guarantee", "EGPO")
 
     def bind(self, backend):
-        L = np.asarray(backend.lipschitz)
+        L = payoff_scale(backend)
+        check_per_game(backend, "EGPO", eta=self.eta, beta=self.beta)
+        check_regularisation("beta", self.beta, backend, "EGPO")
         beta = np.asarray(0.2 * L if self.beta is None else self.beta)
         bound = 1 / (beta + L)
         eta = np.asarray(bound if self.eta is None else self.eta)
-        require(eta * beta <= 1, f"EGPO: eta*beta = {as_param(eta * beta)!r} > 1 puts negative weight on π_t; use eta <= 1/beta")
+        check_derived(backend, "EGPO", beta=(beta, self.beta is not None), eta=(eta, self.eta is not None))
+        check_step(backend, "EGPO", eta=eta)
+        refuse_unless(eta * beta <= 1, "eta", eta, f"it must be <= 1/beta = {as_param(1 / beta)!r}: "
+                      f"eta*beta = {as_param(eta * beta)!r} > 1 puts negative weight on π_t", "EGPO")
         if self.guarantee:
-            require(eta <= bound * (1 + 1e-12),
-                    f"EGPO: eta={as_param(eta)!r} is outside the proven range η ≤ 1/(β+L) = {as_param(bound)!r}; "
-                    "lower eta or pass guarantee=False")
+            refuse_unless(eta <= bound * (1 + V.tolerance()), "eta", eta,
+                          f"with guarantee=True it must lie in the proven range η ≤ 1/(β+L) = {as_param(bound)!r}; "
+                          "lower eta or pass guarantee=False", "EGPO")
         return self.replace(eta=as_param(eta), beta=as_param(beta))
 
     def coefficients(self):

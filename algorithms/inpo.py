@@ -5,21 +5,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
+                   prox_step, refuse_unless)
 
 
 def resolve_inpo(backend, eta, tau, guarantee, algo):
     """Defaults τ = 0.2·L and η = (L² + τ²)/τ (INPO's step mapped onto MMD's proven η_MMD ≤ τ/L²)."""
-    L = np.asarray(backend.lipschitz)
+    L = payoff_scale(backend)
+    given_eta, given_tau = eta is not None, tau is not None
+    check_per_game(backend, algo, eta=eta, tau=tau)
+    check_regularisation("tau", tau, backend, algo)
     tau = np.asarray(0.2 * L if tau is None else tau)
-    bound = (L**2 + tau**2) / tau
+    bound = L * (L / tau) + tau  # = (L² + τ²)/τ, without overflowing L² for payoffs beyond 1e154
     eta = np.asarray(bound if eta is None else eta)
-    require(tau <= eta, f"{algo}: tau={as_param(tau)!r} > eta={as_param(eta)!r} puts negative weight on π_t; need tau <= eta "
-                        "(eta is an inverse learning rate)")
+    check_derived(backend, algo, tau=(tau, given_tau), eta=(eta, given_eta))
+    check_step(backend, algo, **{"1/eta": 1 / eta})
+    refuse_unless(tau <= eta, "tau", tau, f"it must be <= eta (tau={as_param(tau)!r} > eta={as_param(eta)!r} puts negative "
+                  "weight on π_t; eta is an inverse learning rate)", algo)
     if guarantee:
-        require(eta >= bound * (1 - 1e-12),
-                f"{algo}: eta={as_param(eta)!r} is outside the proven range η ≥ (L²+τ²)/τ = {as_param(bound)!r} "
-                "(η is an INVERSE learning rate: larger is slower and safer); raise eta or pass guarantee=False")
+        refuse_unless(eta >= bound * (1 - V.tolerance()), "eta", eta,
+                      f"with guarantee=True it must lie in the proven range η ≥ (L²+τ²)/τ = {as_param(bound)!r} "
+                      "(η is an INVERSE learning rate: larger is slower and safer); raise eta or pass guarantee=False", algo)
     return as_param(eta), as_param(tau)
 
 
@@ -42,6 +50,7 @@ class INPO(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="INPO")
         check("tau", self.tau, positive=True, algo="INPO")
+        V.boolean(self.guarantee, "guarantee", "INPO")
 
     def bind(self, backend):
         eta, tau = resolve_inpo(backend, self.eta, self.tau, self.guarantee, "INPO")

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, State, as_param, check, check_coefficients, check_derived, check_per_game, check_regularisation,
+                   payoff_scale, prox_step, refuse_unless)
 
 
 def extragradient_step(backend, policy, a, b, c):
@@ -42,16 +45,23 @@ class MirrorProx(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="MirrorProx")
         check("beta", self.beta, positive=True, algo="MirrorProx")
+        V.boolean(self.guarantee, "guarantee", "MirrorProx")
 
     def bind(self, backend):
-        L = np.asarray(backend.lipschitz)
+        L = payoff_scale(backend)
+        check_per_game(backend, "MirrorProx", eta=self.eta, beta=self.beta)
+        check_regularisation("beta", self.beta, backend, "MirrorProx")
         beta = 0.2 * L if self.beta is None else self.beta
         bound = np.asarray(beta) / L
         eta = bound if self.eta is None else self.eta
+        check_derived(backend, "MirrorProx", beta=(beta, self.beta is not None), eta=(eta, self.eta is not None))
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is what check_coefficients looks for
+            coefs = self.replace(eta=as_param(eta), beta=as_param(beta)).coefficients()
+        check_coefficients("MirrorProx", "eta and beta", *coefs)
         if self.guarantee:
-            require(np.asarray(eta) <= bound * (1 + 1e-12),
-                    f"MirrorProx: eta={eta!r} is outside the proven range η ≤ β/L = {as_param(bound)!r} "
-                    f"(L = {as_param(L)!r}); lower eta or pass guarantee=False")
+            refuse_unless(np.asarray(eta) <= bound * (1 + V.tolerance()), "eta", eta,
+                          f"with guarantee=True it must lie in the proven range η ≤ β/L = {as_param(bound)!r} "
+                          f"(L = {as_param(L)!r}); lower eta or pass guarantee=False", "MirrorProx")
         return self.replace(eta=as_param(eta), beta=as_param(beta))
 
     def coefficients(self):

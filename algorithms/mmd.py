@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, as_param, check, prox_step, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, as_param, check, check_coefficients, check_derived, check_per_game, check_policy_argument, check_regularisation,
+                   enter_policy, payoff_scale, prox_step, refuse_unless)
 
 
 @dataclass(frozen=True)
@@ -15,28 +18,49 @@ class MagnetState:
     t: int = 0
 
 
+def mmd_coefficients(eta, alpha):
+    """(a, b, c) = (1, ηα, η)/(1+ηα), the MMD step's weights on (π_t, ρ, g)."""
+    if type(eta) is float and type(alpha) is float:  # the common case, every step: no numpy overhead
+        ea = eta * alpha
+        d = 1 + ea
+        return 1 / d, ea / d, eta / d
+    ea = np.asarray(eta) * np.asarray(alpha)
+    d = 1 + ea
+    return as_param(1 / d), as_param(ea / d), as_param(np.asarray(eta) / d)
+
+
 def mmd_step(backend, policy, magnet, eta, alpha):
     """One MMD step: π_{t+1} ∝ [π_t · ρ^{ηα} · exp(η g(π_t))]^{1/(1+ηα)}. Shared by MMD and MPO."""
     g = backend.win_rates(policy)
-    d = 1 + eta * alpha
-    return prox_step(backend, policy, magnet, g, 1 / d, eta * alpha / d, eta / d)
+    a, b, c = mmd_coefficients(eta, alpha)
+    return prox_step(backend, policy, magnet, g, a, b, c)
 
 
 def resolve_mmd(backend, eta, alpha, guarantee, algo):
-    """Defaults α = 0.2·L and η = α/L² (the proven bound), and the guarantee check."""
-    L = backend.lipschitz
-    alpha = 0.2 * np.asarray(L) if alpha is None else alpha
+    """Defaults α = 0.2·L and η = α/L² (the proven bound), and the checks MMD and MPO share:
+    α within the finite-arithmetic bound α/L ≤ 1/tolerance(dtype) (see ``base.check_regularisation``:
+    beyond it the step cannot move and the regularised gap is noise; near 1e154·L the coefficients
+    become NaN), every derived value finite and positive, and the guarantee η ≤ α/L² if asked."""
+    L = payoff_scale(backend)
+    given_eta, given_alpha = eta is not None, alpha is not None
+    check_per_game(backend, algo, eta=eta, alpha=alpha)
+    check_regularisation("alpha", alpha, backend, algo)
+    alpha = 0.2 * L if alpha is None else alpha
     if eta is None and np.any(np.asarray(alpha) == 0):
-        raise ValueError(f"{algo}: with alpha=0 there is no magnet and no default step (η ≤ α/L² = 0); "
-                         "pass eta explicitly (this is then plain mirror descent, i.e. MWU)")
-    bound = np.asarray(alpha) / np.asarray(L) ** 2
+        V.fail("alpha", as_param(alpha), "alpha = 0 needs an explicit eta: there is then no magnet and no default "
+               "step (η ≤ α/L² = 0); pass eta (this is then plain mirror descent, i.e. MWU)", algo)
+    bound = np.asarray(alpha) / L / L  # (α/L)/L: α/L² would overflow L² for payoffs beyond 1e154
     eta = bound if eta is None else eta
+    check_derived(backend, algo, eta=(eta, given_eta))
+    if not given_alpha:
+        check_derived(backend, algo, alpha=(alpha, False))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is what check_coefficients looks for
+        coefs = mmd_coefficients(eta, alpha)
+    check_coefficients(algo, "eta and alpha", *coefs)
     if guarantee:
-        require(
-            np.asarray(eta) <= bound * (1 + 1e-12),
-            f"{algo}: eta={eta!r} is outside the proven range η ≤ α/L² = {as_param(bound)!r} for this game "
-            f"(L = {as_param(L)!r}, the game's payoff range/2); lower eta or pass guarantee=False",
-        )
+        refuse_unless(np.asarray(eta) <= bound * (1 + V.tolerance()), "eta", eta,
+                      f"with guarantee=True it must lie in the proven range η ≤ α/L² = {as_param(bound)!r} for this game "
+                      f"(L = {as_param(L)!r}, the game's payoff range/2); lower eta or pass guarantee=False", algo)
     return as_param(eta), as_param(alpha)
 
 
@@ -65,6 +89,8 @@ class MMD(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="MMD")
         check("alpha", self.alpha, nonneg=True, algo="MMD")
+        V.boolean(self.guarantee, "guarantee", "MMD")
+        object.__setattr__(self, "magnet", check_policy_argument(self.magnet, "magnet", "MMD"))
 
     def bind(self, backend):
         eta, alpha = resolve_mmd(backend, self.eta, self.alpha, self.guarantee, "MMD")
@@ -73,11 +99,7 @@ class MMD(AlgorithmMixin):
     def init(self, backend, policy):
         if self.magnet is None:
             return MagnetState(policy, backend.reference, 0)
-        parts = self.magnet if isinstance(self.magnet, tuple) else (self.magnet,)
-        if any(isinstance(p, (list, np.ndarray)) and np.any(np.asarray(p) <= 0) for p in parts):
-            raise ValueError("MMD: the magnet must be strictly positive (a KL anchor with a zero entry makes the "
-                             "regularised game undefined); mix in a little uniform mass")
-        return MagnetState(policy, backend.from_probs(self.magnet), 0)
+        return MagnetState(policy, enter_policy(backend, self.magnet, "magnet", "MMD"), 0)
 
     def step(self, backend, state):
         new = mmd_step(backend, state.policy, state.magnet, self.eta, self.alpha)

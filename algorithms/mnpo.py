@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from games import validation as V
+
 from .base import AlgorithmMixin, as_param, check, prox_step
 from .inpo import resolve_inpo
 
@@ -38,9 +40,12 @@ class MNPO(AlgorithmMixin):
     def __post_init__(self):
         check("eta", self.eta, positive=True, algo="MNPO")
         check("tau", self.tau, positive=True, algo="MNPO")
-        w = np.asarray(self.weights, dtype=np.float64)
-        if w.ndim != 1 or len(w) == 0 or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
-            raise ValueError(f"MNPO: weights must be a non-empty sequence of non-negative numbers with a positive sum; got {self.weights!r}")
+        rule = "it must be a non-empty sequence of non-negative numbers with a positive sum (history weights λ)"
+        if isinstance(self.weights, (str, bytes)) or not isinstance(self.weights, (list, tuple, np.ndarray)):
+            V.fail("weights", self.weights, rule, "MNPO", V.WrongType)
+        w = V.real_array(self.weights, "weights", ndim=1, where="MNPO") if len(self.weights) else np.zeros(0)
+        if len(w) == 0 or np.any(w < 0) or w.sum() <= 0:
+            V.fail("weights", self.weights, rule, "MNPO")
         object.__setattr__(self, "weights", tuple(float(x) for x in w / w.sum()))
 
     def bind(self, backend):

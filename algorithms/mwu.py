@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step
+from .base import AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_step, payoff_scale, prox_step
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ class MWU(AlgorithmMixin):
         check("eta", self.eta, positive=True, algo="MWU")
 
     def bind(self, backend):
-        eta = 0.05 / backend.lipschitz if self.eta is None else self.eta
+        check_per_game(backend, "MWU", eta=self.eta)
+        eta = 0.05 / payoff_scale(backend) if self.eta is None else self.eta
+        check_derived(backend, "MWU", eta=(eta, self.eta is not None))
+        check_step(backend, "MWU", eta=eta)
         return self.replace(eta=as_param(eta))
 
     def step(self, backend, state):

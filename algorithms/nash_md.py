@@ -5,7 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import AlgorithmMixin, State, as_param, check, prox_step, require
+from games import validation as V
+
+from .base import (AlgorithmMixin, State, as_param, check, check_derived, check_per_game, check_regularisation, check_step, payoff_scale,
+                   prox_step, refuse_unless, require)
 
 
 @dataclass(frozen=True)
@@ -36,20 +39,27 @@ class NashMD(AlgorithmMixin):
         if sched is None:
             sched = "decreasing" if self.eta is None else "constant"
             object.__setattr__(self, "schedule", sched)
-        if not callable(sched) and sched not in ("decreasing", "constant"):
-            raise ValueError(f"NashMD: schedule must be 'decreasing', 'constant' or a function t -> eta_t; got {sched!r}")
+        if not callable(sched) and (not isinstance(sched, str) or sched not in ("decreasing", "constant")):
+            V.fail("schedule", sched, "it must be 'decreasing', 'constant' or a function t -> eta_t", "NashMD",
+                   V.InvalidArgument if isinstance(sched, str) else V.WrongType)
         if sched == "decreasing" and self.eta is not None:
-            raise ValueError("NashMD: the decreasing schedule sets eta_t = 2/(beta (t+2)) itself; "
+            raise V.InvalidArgument(f"NashMD: eta = {self.eta!r} is not allowed with the decreasing schedule, which sets eta_t = 2/(beta (t+2)) itself; "
                              "pass schedule='constant' to use a fixed eta, or drop eta")
 
     def bind(self, backend):
-        L = np.asarray(backend.lipschitz)
+        L = payoff_scale(backend)
+        check_per_game(backend, "NashMD", eta=self.eta, beta=self.beta)
+        check_regularisation("beta", self.beta, backend, "NashMD")
         beta = as_param(0.2 * L if self.beta is None else self.beta)
+        check_derived(backend, "NashMD", beta=(beta, self.beta is not None))
         eta = self.eta
         if self.schedule == "constant":
             eta = as_param(0.1 / L if eta is None else eta)
-            require(np.asarray(eta) * np.asarray(beta) <= 1,
-                    f"NashMD: eta*beta = {np.asarray(eta) * np.asarray(beta)!r} > 1 would put negative weight on π_t; use eta <= 1/beta")
+            check_derived(backend, "NashMD", eta=(eta, self.eta is not None))
+            check_step(backend, "NashMD", eta=eta)
+            refuse_unless(np.asarray(eta) * np.asarray(beta) <= 1, "eta", eta,
+                          f"it must be <= 1/beta = {as_param(1 / np.asarray(beta))!r}: eta*beta = "
+                          f"{as_param(np.asarray(eta) * np.asarray(beta))!r} > 1 would put negative weight on π_t", "NashMD")
         return self.replace(eta=eta, beta=beta)
 
     def eta_at(self, t):
@@ -60,7 +70,10 @@ class NashMD(AlgorithmMixin):
         return np.asarray(self.schedule(t))
 
     def step(self, backend, state):
-        eta = as_param(self.eta_at(state.t))
+        eta = self.eta_at(state.t)
+        if callable(self.schedule):
+            V.param(eta, f"schedule({state.t})", low=0, low_open=True, allow_none=False, where="NashMD")
+        eta = as_param(eta)
         w = as_param(np.asarray(eta) * np.asarray(self.beta))
         require((np.asarray(w) > 0) & (np.asarray(w) <= 1),
                 f"NashMD: the schedule gave eta_t = {eta!r} at t = {state.t}; Nash-MD needs 0 < eta_t*beta <= 1 "

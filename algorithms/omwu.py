@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import AlgorithmMixin, as_param, check
+from .base import AlgorithmMixin, as_param, check, check_derived, check_per_game, check_step, payoff_scale
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ class OMWU(AlgorithmMixin):
         check("eta", self.eta, positive=True, algo="OMWU")
 
     def bind(self, backend):
-        eta = 0.125 / backend.lipschitz if self.eta is None else self.eta
+        check_per_game(backend, "OMWU", eta=self.eta)
+        eta = 0.125 / payoff_scale(backend) if self.eta is None else self.eta
+        check_derived(backend, "OMWU", eta=(eta, self.eta is not None))
+        check_step(backend, "OMWU", factor=2.0, eta=eta)  # the optimistic step adds 2η·g
         return self.replace(eta=as_param(eta))
 
     def init(self, backend, policy):

@@ -1,6 +1,8 @@
 """Names → algorithm classes: ``algorithms.make(name, **hparams)`` and ``algorithms.available()``."""
 from __future__ import annotations
 
+from games import validation
+
 from .egpo import EGPO
 from .euclidean import OGDA, Extragradient
 from .inpo import INPO
@@ -47,6 +49,8 @@ def make(name: str, **hparams):
     cls = get(name)
     try:
         return cls(**hparams)
+    except validation.InvalidArgument:
+        raise  # a refused value (it is also a TypeError): its own message names it
     except TypeError as e:
         import dataclasses
 

@@ -5,8 +5,12 @@ Every seeded generator takes ``batch=B`` and then returns one game holding B ind
 """
 from __future__ import annotations
 
-import numpy as np
+import inspect
 
+import numpy as np
+from scipy.special import expit
+
+from . import validation as V
 from .core import PreferenceGame, ZeroSumGame
 
 
@@ -41,8 +45,9 @@ def condorcet(eps: float = 0.1):
 
     P(y2≻y1) = ½ + w1/2, P(y1≻y3) = ½ + w2/2, P(y3≻y2) = ½ + w3/2; NE (1/3+ε/2, 1/3+ε/2, 1/3−ε).
     """
-    if not -2 / 3 < eps < 1 / 3:
-        raise ValueError(f"condorcet: eps must lie in (-2/3, 1/3) so every annotator mass is positive; got {eps}")
+    eps = V.number(eps, "eps", low=-2 / 3, high=1 / 3, low_open=True, high_open=True, where="condorcet")
+    if not -2 / 3 < eps < 1 / 3:  # pragma: no cover - checked above; the rule, spelled out
+        raise AssertionError
     w1, w2, w3 = 1 / 3 - eps, 1 / 3 + eps / 2, 1 / 3 + eps / 2
     P = np.full((3, 3), 0.5)
     P[1, 0], P[0, 2], P[2, 1] = .5 + w1 / 2, .5 + w2 / 2, .5 + w3 / 2
@@ -50,47 +55,60 @@ def condorcet(eps: float = 0.1):
     return _pref(P, "condorcet", np.array([w3, w2, w1]) / (w1 + w2 + w3), ("y1", "y2", "y3"))
 
 
-def _rng(seed):
-    return np.random.default_rng(seed)
+def _rng(seed, where):
+    return np.random.default_rng(V.integer(seed, "seed", low=0, where=where))
 
 
-def _shape(n, batch):
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int; got {n!r}")
-    if batch is not None and (not isinstance(batch, (int, np.integer)) or batch < 1):
-        raise ValueError(f"batch must be a positive int; got {batch!r}")
+def _shape(n, batch, where):
+    n = V.integer(n, "n", low=1, where=where)
+    batch = V.integer(batch, "batch", low=1, allow_none=True, where=where)
     return (n,) if batch is None else (batch, n)
 
 
-def bradley_terry(scores=None, n: int = 5, seed: int = 0, batch: int | None = None):
-    """Transitive P_ij = σ(s_i − s_j) from scores (random N(0,1) if omitted); pure NE at argmax s."""
+def bradley_terry(scores=None, n: int | None = None, seed: int | None = None, batch: int | None = None):
+    """Transitive P_ij = σ(s_i − s_j) from scores (random N(0,1) if omitted: n = 5, seed = 0 by
+    default); pure NE at argmax s. Given scores fix the game: n, seed and batch are then refused
+    rather than silently ignored."""
+    where = "bradley_terry"
     if scores is None:
-        s = _rng(seed).normal(size=_shape(n, batch))
+        s = _rng(0 if seed is None else seed, where).normal(size=_shape(5 if n is None else n, batch, where))
     else:
-        s = np.asarray(scores, dtype=np.float64)
-    P = 1 / (1 + np.exp(-(s[..., :, None] - s[..., None, :])))
+        for name, value in (("n", n), ("seed", seed), ("batch", batch)):
+            if value is not None:
+                V.fail(name, value, "it is not used when scores are given (the scores fix the game); drop it", where)
+        s = V.real_array(scores, "scores", ndim=(1, 2), where=where)
+        if s.shape[-1] == 0:
+            V.fail("scores", scores, "it must hold one score per response (at least one)", where)
+    P = expit(s[..., :, None] - s[..., None, :])  # σ(s_i − s_j) without overflow warnings
     nash = None
     if s.ndim == 1:
         nash = np.eye(len(s))[np.argmax(s)]
     return _pref(P, "bradley_terry", nash)
 
 
-def bt_mixture(n: int = 5, k: int = 3, seed: int = 0, weights=None, scale: float = 3.0, batch: int | None = None):
-    """A population of k Bradley–Terry annotators, P = Σ_a w_a σ(s^a_i − s^a_j): generally intransitive."""
-    rng = _rng(seed)
-    shape = _shape(n, batch)
+def bt_mixture(n: int = 5, k: int | None = None, seed: int = 0, weights=None, scale: float = 3.0,
+               batch: int | None = None):
+    """A population of k Bradley–Terry annotators, P = Σ_a w_a σ(s^a_i − s^a_j): generally intransitive.
+    k: the number of annotators (default: one per weight if ``weights`` are given, else 3)."""
+    where = "bt_mixture"
+    rng = _rng(seed, where)
+    shape = _shape(n, batch, where)
+    if k is None:
+        k = 3 if weights is None else len(V.distribution(weights, "weights", where=where))
+    k = V.integer(k, "k", low=1, where=where)
+    scale = V.number(scale, "scale", low=0, low_open=True, where=where)
+    w = np.full(k, 1 / k) if weights is None else V.distribution(weights, "weights", size=k, where=where)
+    if w.ndim != 1:
+        V.fail("weights", weights, f"it must be {k} non-negative numbers summing to 1 (one per annotator)", where)
     s = rng.normal(scale=scale, size=shape[:-1] + (k, n))
-    w = np.full(k, 1 / k) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (k,) or np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
-        raise ValueError(f"bt_mixture: weights must be {k} non-negative numbers summing to 1; got {weights!r}")
-    P = np.einsum("a,...aij->...ij", w, 1 / (1 + np.exp(-(s[..., :, None] - s[..., None, :]))))
+    P = np.einsum("a,...aij->...ij", w, expit(s[..., :, None] - s[..., None, :]))
     return _pref(P, "bt_mixture")
 
 
 def random(n: int = 10, seed: int = 0, batch: int | None = None):
     """EGPO's random games: P_ij ~ U(0, 1) below the diagonal, P_ji = 1 − P_ij, diagonal ½."""
-    shape = _shape(n, batch)
-    U = _rng(seed).uniform(size=shape[:-1] + (n, n))
+    shape = _shape(n, batch, "random")
+    U = _rng(seed, "random").uniform(size=shape[:-1] + (n, n))
     low = np.tril(U, -1)
     P = low + np.swapaxes(1 - low, -1, -2) * (np.triu(np.ones((n, n)), 1)) + 0.5 * np.eye(n)
     return _pref(P, "random")
@@ -98,12 +116,11 @@ def random(n: int = 10, seed: int = 0, batch: int | None = None):
 
 def random_skew(n: int = 10, seed: int = 0, scale: float = 1.0, batch: int | None = None):
     """P = σ(scale·(G − Gᵀ)) with G standard Gaussian: skew-Gaussian logits, always a valid P."""
-    if not scale > 0:
-        raise ValueError(f"random_skew: scale must be > 0; got {scale}")
-    shape = _shape(n, batch)
-    G = _rng(seed).normal(size=shape[:-1] + (n, n))
+    scale = V.number(scale, "scale", low=0, low_open=True, where="random_skew")
+    shape = _shape(n, batch, "random_skew")
+    G = _rng(seed, "random_skew").normal(size=shape[:-1] + (n, n))
     A = scale * (G - np.swapaxes(G, -1, -2))
-    return _pref(1 / (1 + np.exp(-A)), "random_skew")
+    return _pref(expit(A), "random_skew")
 
 
 def open_spiel_game(name: str, **params):
@@ -146,17 +163,37 @@ def available() -> list[str]:
 
 def make(name: str, **kwargs):
     """A game by name, e.g. ``make("cyclic3")``, ``make("random", n=10, seed=0, batch=4096)``,
-    ``make("kuhn_poker")``. Unknown names raise ValueError listing the valid ones."""
+    ``make("kuhn_poker")``. Names are matched ignoring case, surrounding spaces and '-' vs '_'.
+
+    Errors (ValueErrors naming the argument): an unknown name (the message lists the valid ones),
+    an argument the game does not take (the message lists those it does), or a bad value for one
+    (each generator checks its own arguments with ``games.validation``).
+    """
+    where = "games.make"
+    if not isinstance(name, str):
+        V.fail("name", name, f"it must be a game name (a string), one of: {', '.join(available())}", where, V.WrongType)
     key = name.strip().lower().replace("-", "_")
     if key in BUILTIN:
         fn = BUILTIN[key]
-        try:
-            return fn(**kwargs)
-        except TypeError as e:
-            import inspect
-
-            params = ", ".join(inspect.signature(fn).parameters) or "none"
-            raise ValueError(f"game {key!r} got unexpected arguments ({e}); it takes: {params}") from None
+        params = inspect.signature(fn).parameters
+        for k, v in kwargs.items():
+            if k not in params:  # checked up front: a TypeError inside the generator is a bug, not a bad argument
+                V.fail(k, v, f"game {key!r} takes no argument {k!r}; it takes: {', '.join(params) or 'none'}", where)
+        return fn(**kwargs)
     if key in _open_spiel_names():
-        return open_spiel_game(key, **kwargs)
-    raise ValueError(f"unknown game {name!r}; available: {', '.join(available())}")
+        try:
+            return open_spiel_game(key, **kwargs)
+        except ValueError:
+            raise
+        except Exception as e:  # pyspiel.SpielError: unknown or invalid game parameters
+            if type(e).__name__ != "SpielError":
+                raise
+            shown = next(iter(kwargs.values())) if len(kwargs) == 1 else kwargs
+            V.fail(", ".join(kwargs) or "name", shown if kwargs else name,
+                   f"open_spiel cannot load game {key!r} with {'this parameter' if len(kwargs) == 1 else 'these parameters'}: {e}",
+                   where)
+    import difflib
+
+    close = difflib.get_close_matches(key, available(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    V.fail("name", name, f"unknown game{hint}; available: {', '.join(available())}", where)

@@ -5,12 +5,12 @@ Both are plain validated values. A game may be *batched*: its matrix has a leadi
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# Tolerances for validation. P + P^T = 1 is a modelling constraint, so we only forgive rounding.
-ATOL = 1e-9
+from . import validation as V
 
 
 def _where(idx, batched):
@@ -21,47 +21,92 @@ def _where(idx, batched):
     return f"entry [{idx[0]}, {idx[1]}]"
 
 
-def _as_matrix(M, what):
+def _as_matrix(M, name, where):
+    """A finite real matrix (n, n) or batch (B, n, n) as a fresh float64 array (we freeze it), and the
+    floating dtype it was given in (its rounding sets the tolerance of the checks made on it)."""
+    dtype = V.dtype_of(M)
+    M = V.host_array(M)
     try:
-        M = np.array(M, dtype=np.float64)  # a copy: we freeze it
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} must be a numeric array; got {type(M).__name__} ({e})") from None
+        arr = np.asarray(M)
+    except (TypeError, ValueError) as e:  # ragged nested lists
+        V.fail(name, type(M).__name__, f"it must be a numeric array ({e})", where, V.WrongType)
+    if arr.dtype.kind not in "iuf" or arr.dtype == bool:
+        V.fail(name, V._summary(arr) if arr.dtype != object else type(M).__name__,
+               f"it must be a numeric array of real numbers (got dtype {arr.dtype})", where, V.WrongType)
+    M = np.array(arr, dtype=np.float64)  # a copy: we freeze it
     if M.ndim not in (2, 3):
-        raise ValueError(
-            f"{what} must have shape (n, n) or, for a batch of games, (B, n, n); got shape {M.shape}"
-        )
-    if M.shape[-1] == 0 or M.shape[-2] == 0:
-        raise ValueError(f"{what} must have at least one action per player; got shape {M.shape}")
+        V.fail(name, V._summary(M), "it must have shape (n, n) or, for a batch of games, (B, n, n); "
+               f"got shape {M.shape}", where)
+    if M.shape[-1] == 0 or M.shape[-2] == 0 or M.shape[0] == 0:
+        V.fail(name, V._summary(M), f"it must have at least one action per player; got shape {M.shape}", where)
     bad = np.argwhere(~np.isfinite(M))
     if len(bad):
-        raise ValueError(f"{what} has a non-finite value ({M[tuple(bad[0])]}) at {_where(bad[0], M.ndim == 3)}")
-    return M
+        V.fail(name, V._summary(M), f"it has a non-finite value ({M[tuple(bad[0])]}) at {_where(bad[0], M.ndim == 3)}", where)
+    return M, dtype
 
 
-def _as_distribution(p, n, batch_shape, what):
-    """Validate a probability vector (n,) or batch (B, n); return its log, normalised exactly."""
-    p = np.asarray(p, dtype=np.float64)
+def _as_distribution(p, n, batch_shape, name, where):
+    """Validate a KL anchor (n,) or batch (B, n): strictly positive (the project's one rule for every
+    policy that enters an algorithm); return its log, normalised exactly."""
+    p = V.distribution(p, name, size=n, interior=True, where=where)
     if p.shape not in ((n,), tuple(batch_shape) + (n,)):
-        raise ValueError(f"{what} must have shape ({n},) or {tuple(batch_shape) + (n,)}; got {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ValueError(
-            f"{what} must be strictly positive (a KL anchor with a zero entry makes the regularised "
-            f"game undefined); got min {np.min(p)!r}. Mix in a little uniform mass if you need near-zero entries."
-        )
-    s = p.sum(-1)
-    if np.any(np.abs(s - 1) > 1e-9):
-        raise ValueError(f"{what} must sum to 1 (got {s!r}); normalise it yourself so nothing is hidden")
+        V.fail(name, V._summary(p), f"it must have shape ({n},)"
+               + (f" or {tuple(batch_shape) + (n,)} (one row per game)" if batch_shape else "") + f"; got {p.shape}", where)
     logp = np.log(p)
     return logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+
+
+def _gap(M, x, y):
+    """max_i (M y)_i − min_j (xᵀ M)_j per game (x, y probabilities; batched over leading axes)."""
+    My = np.einsum("...ij,...j->...i", M, y)
+    xM = np.einsum("...i,...ij->...j", x, M)
+    return My.max(-1) - xM.min(-1)
+
+
+def _names(names, n, label, where):
+    """Action names: a sequence (not a string) of ``n`` entries, kept as a tuple."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple, np.ndarray)) or len(names) != n:
+        V.fail(label, names, f"it must be a sequence of one name per action ({n})", where,
+               V.WrongType if not isinstance(names, (list, tuple, np.ndarray)) else V.InvalidArgument)
+    for x in names:
+        if not isinstance(x, (str, numbers.Integral)) or isinstance(x, (bool, np.bool_)):
+            V.fail(label, names, f"every name must be a string (or an integer); got {x!r}", where, V.WrongType)
+    return tuple(names)
+
+
+def _check_nash(M, parts, sizes, batch_shape, name, where, dtype):
+    """``nash=`` metadata: probabilities of the right shape, and an equilibrium of M: its duality gap
+    within :func:`validation.payoff_tolerance` (relative to the payoff range, as every check here)."""
+    out = []
+    for p, n, label in zip(parts, sizes, (name,) if len(parts) == 1 else (f"{name}[0] (row)", f"{name}[1] (column)")):
+        p = V.distribution(p, label, size=n, where=where)
+        if p.shape not in ((n,), tuple(batch_shape) + (n,)):
+            V.fail(label, V._summary(p), f"it must have shape ({n},)" + (f" or {tuple(batch_shape) + (n,)}" if batch_shape else "")
+                   + f"; got {p.shape}", where)
+        p = p.copy()
+        p.setflags(write=False)
+        out.append(p)
+    x, y = (out[0], out[0]) if len(out) == 1 else out
+    gap = _gap(M, x, y)
+    tol = V.payoff_tolerance(M, dtype=dtype)
+    if np.any(gap > tol):
+        worst = float(np.max(gap - tol))
+        V.fail(name, V._summary(out[0]) if len(out) == 1 else "(x, y)",
+               f"it must be a Nash equilibrium of the game (duality gap <= {np.max(tol):.3g}, relative to the payoff "
+               f"range); its gap is {float(np.max(gap)):.3g} (exceeds it by {worst:.3g}). Compute one with "
+               "games.nash_equilibrium(game), or leave nash=None", where)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class PreferenceGame:
     """A symmetric constant-sum preference game, P[i, j] = P(i ≻ j).
 
-    Rules (checked on construction): square, finite, entries in [0, 1], P + Pᵀ = 1 and diagonal ½
-    within 1e-9. The row policy π plays against itself; its win rates are (Pπ)_y = P(y ≻ π).
-    ``reference`` is the KL anchor μ (uniform if omitted); ``nash`` an optional known equilibrium.
+    Rules (checked on construction): square, finite, real, entries in [0, 1], P + Pᵀ = 1 and diagonal
+    ½ within ``validation.tolerance`` of the dtype P is given in (1e-9 for float64, 7.6e-6 for float32). The row policy π plays against itself; its win rates are (Pπ)_y = P(y ≻ π).
+    ``reference`` is the KL anchor μ (uniform if omitted; strictly positive); ``nash`` an optional
+    known equilibrium, checked to be one (its duality gap within ``validation.payoff_tolerance``).
+    Errors: ``validation.InvalidArgument``/``WrongType`` (ValueErrors) naming the argument.
     """
 
     P: np.ndarray
@@ -72,33 +117,43 @@ class PreferenceGame:
     log_reference: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        P = _as_matrix(self.P, "preference matrix P")
+        where = "PreferenceGame"
+        P, dtype = _as_matrix(self.P, "P", where)
         batched = P.ndim == 3
         if P.shape[-1] != P.shape[-2]:
-            raise ValueError(f"preference matrix P must be square (n x n); got shape {P.shape}")
+            V.fail("P", V._summary(P), f"a preference matrix must be square (n x n); got shape {P.shape}", where)
+        # P + Pᵀ = 1 is a modelling constraint, so we forgive rounding only: the project's one tolerance,
+        # for the dtype P was given in (a float32 sigmoid of score differences is off by ~2e-8).
+        tol = V.tolerance(dtype)
+        hint = ""
+        if dtype == np.float64:
+            hint = " (if P was computed in float32, pass it as a float32 array: the tolerance follows its dtype)"
         diag = np.diagonal(P, axis1=-2, axis2=-1)
-        bad = np.argwhere(np.abs(diag - 0.5) > ATOL)
+        bad = np.argwhere(np.abs(diag - 0.5) > tol)
         if len(bad):  # checked first: a wrong diagonal also breaks P + Pᵀ = 1, but this is the clearer rule
             i = tuple(bad[0]) + (bad[0][-1],)
-            raise ValueError(f"invalid preference matrix at {_where(i, batched)} = {P[i]!r}: the diagonal must be 1/2 (a response ties with itself)")
+            V.fail("P", V._summary(P), f"invalid preference matrix at {_where(i, batched)} = {float(P[i])!r}: the diagonal must be 1/2 "
+                   f"(a response ties with itself; within {tol:.2g}){hint}", where)
         for mask, rule in (
-            ((P < -ATOL) | (P > 1 + ATOL), "entries must be probabilities in [0, 1]"),
-            (np.abs(P + np.swapaxes(P, -1, -2) - 1) > ATOL, "P[i, j] + P[j, i] must equal 1 (a preference is antisymmetric)"),
+            ((P < -tol) | (P > 1 + tol), "entries must be probabilities in [0, 1]"),
+            (np.abs(P + np.swapaxes(P, -1, -2) - 1) > tol,
+             f"P[i, j] + P[j, i] must equal 1 (a preference is antisymmetric; within {tol:.2g}){hint}"),
         ):
             bad = np.argwhere(mask)
             if len(bad):
-                raise ValueError(f"invalid preference matrix at {_where(bad[0], batched)} = {P[tuple(bad[0])]!r}: {rule}")
+                V.fail("P", V._summary(P), f"invalid preference matrix at {_where(bad[0], batched)} = {float(P[tuple(bad[0])])!r}: {rule}", where)
         n = P.shape[-1]
         P.setflags(write=False)
         object.__setattr__(self, "P", P)
         if self.names is not None:
-            if len(self.names) != n:
-                raise ValueError(f"names must have one entry per action ({n}); got {len(self.names)}")
-            object.__setattr__(self, "names", tuple(self.names))
+            object.__setattr__(self, "names", _names(self.names, n, "names", where))
+        if not isinstance(self.name, str):
+            V.fail("name", self.name, "it must be a string", where, V.WrongType)
         ref = np.full(n, 1.0 / n) if self.reference is None else self.reference
-        object.__setattr__(self, "log_reference", _as_distribution(ref, n, P.shape[:-2], "reference"))
+        object.__setattr__(self, "log_reference", _as_distribution(ref, n, P.shape[:-2], "reference", where))
         if self.nash is not None:
-            object.__setattr__(self, "nash", np.asarray(self.nash, dtype=np.float64))
+            (nash,) = _check_nash(P - 0.5, (self.nash,), (n,), P.shape[:-2], "nash", where, dtype)
+            object.__setattr__(self, "nash", nash)
 
     # -- shape ------------------------------------------------------------------------------------
     @property
@@ -148,26 +203,35 @@ class ZeroSumGame:
     log_reference: tuple = field(init=False, repr=False)
 
     def __post_init__(self):
-        A = _as_matrix(self.A, "payoff matrix A")
+        where = "ZeroSumGame"
+        A, dtype = _as_matrix(self.A, "A", where)
         A.setflags(write=False)
         object.__setattr__(self, "A", A)
         m, n = A.shape[-2:]
         ref = self.reference
         if ref is None:
             ref = (np.full(m, 1.0 / m), np.full(n, 1.0 / n))
-        if len(ref) != 2:
-            raise ValueError("reference for a ZeroSumGame must be a pair (row reference, column reference)")
+        if isinstance(ref, (str, bytes)) or not hasattr(ref, "__len__") or len(ref) != 2:
+            V.fail("reference", ref, "it must be a pair (row reference, column reference) of probability vectors", where)
         object.__setattr__(
             self,
             "log_reference",
             (
-                _as_distribution(ref[0], m, A.shape[:-2], "row reference"),
-                _as_distribution(ref[1], n, A.shape[:-2], "column reference"),
+                _as_distribution(ref[0], m, A.shape[:-2], "reference[0] (row)", where),
+                _as_distribution(ref[1], n, A.shape[:-2], "reference[1] (column)", where),
             ),
         )
         if self.names is not None:
-            if len(self.names) != 2 or len(self.names[0]) != m or len(self.names[1]) != n:
-                raise ValueError(f"names must be a pair (row names [{m}], column names [{n}])")
+            if isinstance(self.names, (str, bytes)) or not isinstance(self.names, (list, tuple)) or len(self.names) != 2:
+                V.fail("names", self.names, f"it must be a pair (row names [{m}], column names [{n}])", where)
+            object.__setattr__(self, "names", (_names(self.names[0], m, "names[0] (rows)", where),
+                                               _names(self.names[1], n, "names[1] (columns)", where)))
+        if not isinstance(self.name, str):
+            V.fail("name", self.name, "it must be a string", where, V.WrongType)
+        if self.nash is not None:
+            if isinstance(self.nash, (str, bytes)) or not hasattr(self.nash, "__len__") or len(self.nash) != 2:
+                V.fail("nash", self.nash, "it must be a pair (x, y) of probability vectors", where)
+            object.__setattr__(self, "nash", tuple(_check_nash(A, tuple(self.nash), (m, n), A.shape[:-2], "nash", where, dtype)))
 
     @property
     def sizes(self) -> tuple:

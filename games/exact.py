@@ -11,13 +11,25 @@ Everything is computed in log space and batched over leading axes, with numpy (d
 from __future__ import annotations
 
 import functools
+import numbers
 import operator
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import validation as V
 from .core import PreferenceGame, ZeroSumGame
 from .ops import make_ops
+
+
+def _finfo(ops):
+    """numpy-style finfo (max, tiny, dtype) of an op namespace's dtype, numpy or torch."""
+    try:
+        return np.finfo(np.dtype(ops.dtype))
+    except TypeError:
+        import torch
+
+        return torch.finfo(ops.dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +69,8 @@ class ExactBackend:
 
     def __init__(self, game, backend: str = "numpy", device=None, dtype=None):
         if not isinstance(game, (PreferenceGame, ZeroSumGame)):
-            raise TypeError(
-                f"expected a games.PreferenceGame or games.ZeroSumGame, got {type(game).__name__}; "
-                "build one with games.make(name) or games.PreferenceGame(P)"
-            )
+            V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame; build one with "
+                   "games.make(name) or games.PreferenceGame(P)", "", V.WrongType)
         self.game = game
         self.ops = make_ops(backend, device, dtype)
         self.symmetric = isinstance(game, PreferenceGame)
@@ -79,18 +89,40 @@ class ExactBackend:
         self.reference = TabularPolicy(tuple(self._broadcast(self.ops.asarray(r)) for r in log_ref))
         # ½·(largest payoff range over one row or one column): the ℓ1→ℓ∞ Lipschitz constant of the
         # game operator on the simplex (differences of policies sum to zero, so only ranges matter).
+        # Halves first, so payoffs near the float64 limit do not overflow the range.
         Mn = np.asarray(M)
-        rows = Mn.max(-1) - Mn.min(-1)
-        cols = Mn.max(-2) - Mn.min(-2)
-        L = 0.5 * np.maximum(rows.max(-1), cols.max(-1))
+        rows = Mn.max(-1) / 2 - Mn.min(-1) / 2
+        cols = Mn.max(-2) / 2 - Mn.min(-2) / 2
+        L = np.maximum(rows.max(-1), cols.max(-1))
         self.lipschitz = float(L) if L.ndim == 0 else L
         if np.any(np.asarray(self.lipschitz) == 0):
-            raise ValueError("the game is constant (every payoff equal): every policy is an equilibrium, there is nothing to learn")
+            V.fail("game", V._Shown(repr(game)), "it is constant (every payoff equal): every policy is an equilibrium, "
+                   "there is nothing to learn")
+        self._check_scale(Mn, L)
+        self._payoff_max = float(np.max(np.abs(Mn)))
         self.queries = 0
         # Policies are values, so what is derived from one (its probabilities, its payoff vectors) is
         # cached on it and reused: the run loop's average, the next step's query and the metrics then
         # share one exp and one pass over the matrix. The token ties a cache to this backend's game.
         self._token = object()
+
+    def _check_scale(self, M, L):
+        """Refuse payoffs this backend's dtype cannot carry through a step. Every default step and
+        regularisation scales with L (η ∝ 1/L, α ∝ L), so the products that enter a step are O(1)
+        whatever the payoff scale — provided L, 1/L and the payoffs themselves are finite *normal*
+        numbers of the dtype (float64: 2.2e-308 to 1.8e308; float32: 1.2e-38 to 3.4e38)."""
+        info = np.finfo(np.float64) if self.ops.name == "numpy" and self.ops.dtype == np.float64 else None
+        if info is None:
+            info = _finfo(self.ops)
+        big = float(np.max(np.abs(M)))
+        Lmin, Lmax = float(np.min(L)), float(np.max(L))
+        if not (big <= info.max / 4 and Lmin >= info.tiny * 4 and 1 / Lmin <= info.max / 4):
+            what = "P" if self.symmetric else "A"
+            raise V.InvalidArgument(
+                f"game = {self.game!r} is not allowed; its payoff scale is out of range for {info.dtype}: largest |{what}| = {big:.3g}, "
+                f"L (half the largest payoff range of a row or column) from {Lmin:.3g} to {Lmax:.3g}; the steps and "
+                f"metrics need payoffs, L and 1/L well inside [{info.tiny:.3g}, {info.max:.3g}]. Rescale the payoffs "
+                "(equilibria do not change: e.g. divide A by its range)")
 
     # -- helpers ------------------------------------------------------------------------------------
     def _broadcast(self, x):
@@ -140,10 +172,27 @@ class ExactBackend:
 
     # -- the interface the algorithms use ---------------------------------------------------------
     def initial_policy(self, init=None) -> TabularPolicy:
-        """The reference policy, or ``init`` (probabilities, one array per slot for a zero-sum game)."""
+        """The reference policy, or ``init`` (probabilities, one array per slot for a zero-sum game).
+
+        Validated as probabilities here; that it is strictly positive — like every policy that enters
+        a log-linear algorithm (magnet, reference) — is checked by the algorithm's ``init``
+        (``algorithms.base.check_start``, through :meth:`boundary`), since a Euclidean method may start
+        on a face.
+        """
         if init is None:
             return self.reference
-        return self.from_probs(init)
+        return self.from_probs(init, name="init")
+
+    def boundary(self, policy: TabularPolicy, name: str = "init"):
+        """Where ``policy`` has no mass: None, or (argument name, its probabilities, first zero entry)
+        for the rule every log-linear algorithm applies to its start (``algorithms.base.check_start``)."""
+        for s, lp in enumerate(policy.logp):
+            lp = np.asarray(self.ops.to_numpy(lp))
+            bad = np.argwhere(np.isneginf(lp))
+            if len(bad):
+                label = name if self.symmetric else f"{name}[{s}] ({'row' if s == 0 else 'column'})"
+                return label, np.exp(lp), tuple(int(i) for i in bad[0])
+        return None
 
     def win_rates(self, sigma: TabularPolicy) -> WinRates:
         """One oracle query per game: every action's payoff against σ, for every slot."""
@@ -229,19 +278,40 @@ class ExactBackend:
         """Duality gap of the game regularised by β·KL(·‖magnet) (magnet: the reference by default).
 
         Σ over roles of β·logsumexp(log ρ + q/β) + β·KL(π‖ρ); for a preference game
-        2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE.
+        2β·logsumexp(log ρ + Pπ/β) − 1 + 2β·KL(π‖ρ). Zero exactly at the regularised NE; finite for
+        every β > 0 (for a β below max|payoff|/1e300 the largest payoff is taken out of the logsumexp).
         """
         magnet = self.reference if magnet is None else magnet
         if isinstance(beta, (int, float)) and beta == 0:
             return self.duality_gap(policy)
+        zero = None
+        if not isinstance(beta, (int, float)) and np.any(np.asarray(self.ops.to_numpy(beta)) == 0):
+            # per-game β with some games unregularised (β = 0): their gap is the duality gap; the
+            # others are computed with β there replaced by 1, so no 0·inf ever forms
+            zero = np.asarray(self.ops.to_numpy(beta)) == 0
+            beta = np.where(zero, 1.0, np.asarray(self.ops.to_numpy(beta), dtype=np.float64))
+        # q/β overflows only for β below max|payoff|/1e300 (decided on the host, from β's value)
+        bmin = beta if isinstance(beta, (int, float)) else float(np.min(np.asarray(self.ops.to_numpy(beta))))
+        tiny = bmin * 1e300 < getattr(self, "_payoff_max", 0.0)
         b = self._coef(beta)
         b0 = b if isinstance(b, (int, float)) else b[..., 0]
         total = 0.0
         probs = self.probs(policy)
         for r in self._gap_roles:
             lr = magnet.logp[r.slot]
-            total = total + b0 * self.ops.logsumexp(lr + self._q(r, policy) / b)
+            q = self._q(r, policy)
+            if tiny:
+                # β·logsumexp(log ρ + q/β) = max q + β·logsumexp(log ρ + (q − max q)/β): the shifted
+                # exponents are ≤ 0, so no β (down to the smallest subnormal) overflows them
+                qm = self.ops.max(q)
+                with np.errstate(over="ignore"):  # (q − max q)/β → −inf: exp(−inf) = 0 is right
+                    shifted = lr + (q - qm[..., None]) / b
+                total = total + (qm + b0 * self.ops.logsumexp(shifted))
+            else:  # the usual form (its rounding is what MPO's adaptive rule was tuned on)
+                total = total + b0 * self.ops.logsumexp(lr + q / b)
             total = total + b0 * self._kl(probs[r.slot], policy.logp[r.slot], lr)
+        if zero is not None:
+            total = self.ops.where(self.ops.asarray(zero) > 0, self.duality_gap(policy), total)
         return total
 
     def _kl(self, p, lp, lq):
@@ -260,22 +330,29 @@ class ExactBackend:
         ps = tuple(np.array(self.ops.to_numpy(p), dtype=np.float64) for p in self.probs(policy))
         return ps[0] if self.symmetric else ps
 
-    def from_probs(self, probs) -> TabularPolicy:
-        """A policy from probabilities (validated: finite, non-negative, summing to 1)."""
-        parts = (probs,) if self.symmetric else tuple(probs)
+    def from_probs(self, probs, name: str = "policy", interior: bool = False, where: str = "") -> TabularPolicy:
+        """A policy from probabilities: numpy, torch or nested lists; a pair (x, y) for a zero-sum game.
+
+        Validated by ``games.validation.distribution`` (real, finite, non-negative, summing to 1 within
+        the tolerance of its dtype, one row per game of a batch or one shared row). ``name`` is the
+        argument as the caller's user gave it ("init", "magnet", ...). ``interior=True`` refuses zero
+        entries: the one rule for every policy that enters an algorithm (init, magnet, reference).
+        """
         sizes = self.game.sizes
-        if len(parts) != len(sizes):
-            raise ValueError(f"a policy for this game is a pair (x, y); got {len(parts)} arrays")
+        if self.symmetric:
+            parts, labels = (probs,), (name,)
+        else:
+            if isinstance(probs, (str, bytes)) or not isinstance(probs, (tuple, list)) or len(probs) != 2 or all(
+                    isinstance(v, numbers.Real) for v in probs):
+                V.fail(name, probs, f"a policy for this zero-sum game is a pair (x, y) of probability vectors of lengths "
+                       f"{sizes[0]} and {sizes[1]}", where, V.WrongType)
+            parts, labels = tuple(probs), (f"{name}[0] (row)", f"{name}[1] (column)")
         out = []
-        for p, n in zip(parts, sizes):
-            p = np.asarray(self.ops.to_numpy(p) if not isinstance(p, np.ndarray) else p, dtype=np.float64)
-            if p.shape[-1] != n or not np.all(np.isfinite(p)) or np.any(p < 0):
-                raise ValueError(f"a policy must be a finite, non-negative vector of length {n}; got shape {p.shape}")
-            if np.any(np.abs(p.sum(-1) - 1) > 1e-9):
-                raise ValueError(f"a policy must sum to 1; got {p.sum(-1)!r}")
+        for p, n, label in zip(parts, sizes, labels):
+            p = V.distribution(p, label, size=n, interior=interior, where=where)
             if p.shape[:-1] not in ((), self.batch_shape):
-                raise ValueError(f"a policy for this game has shape ({n},)" + (f" or {self.batch_shape + (n,)} (one row per game)"
-                                 if self.batch_shape else "") + f"; got {p.shape}")
+                V.fail(label, V._summary(p), f"a policy for this game has shape ({n},)" + (
+                    f" or {self.batch_shape + (n,)} (one row per game)" if self.batch_shape else "") + f"; got {p.shape}", where)
             with np.errstate(divide="ignore"):
                 out.append(self._broadcast(self.ops.asarray(np.log(p))))
         return TabularPolicy(tuple(out))
@@ -304,10 +381,11 @@ class ExactBackend:
 def tile(game, B: int):
     """A batch of ``B`` copies of a single game, e.g. to sweep per-game hyperparameters on one game:
     ``run(MMD(eta=etas, alpha=alphas), tile(g, len(etas)), steps)`` with arrays of length B."""
-    if not isinstance(B, (int, np.integer)) or B < 1:
-        raise ValueError(f"B must be a positive int; got {B!r}")
+    if not isinstance(game, (PreferenceGame, ZeroSumGame)):
+        V.fail("game", V.kind(game), "it must be a games.PreferenceGame or games.ZeroSumGame", "tile", V.WrongType)
+    B = V.integer(B, "B", low=1, where="tile")
     if game.batch_shape:
-        raise ValueError(f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}")
+        V.fail("game", V._Shown(repr(game)), f"tile repeats a single game; this one is already a batch of shape {game.batch_shape}", "tile")
     rep = lambda x: np.broadcast_to(x, (B,) + np.shape(x))
     name = f"{game.name}x{B}"
     if isinstance(game, PreferenceGame):

@@ -194,7 +194,10 @@ def payoff_matrix(name: str, **params) -> tuple[np.ndarray, list[str],
     u0 = np.asarray(matrix_game.row_utilities(), dtype=np.float64)
     u1 = np.asarray(matrix_game.col_utilities(), dtype=np.float64)
     total = u0 + u1
-    if not np.allclose(total, total.flat[0]):
+    from .validation import payoff_tolerance
+
+    # constant up to rounding, relative to the payoffs' scale (np.allclose's absolute 1e-8 is not)
+    if np.any(np.abs(total - total.flat[0]) > np.max(payoff_tolerance(np.stack([u0, u1])))):
         raise ValueError(f"{name} with {params} is not constant-sum")
     rows = [_one_line(matrix_game.row_action_name(i)) for i in range(u0.shape[0])]
     cols = [_one_line(matrix_game.col_action_name(j)) for j in range(u0.shape[1])]

@@ -93,17 +93,20 @@ def _rowmax(x):
 
 
 def make_ops(backend: str = "numpy", device=None, dtype=None):
-    """The op namespace for ``backend`` ("numpy" or "torch")."""
+    """The op namespace for ``backend`` ("numpy" or "torch"); ``dtype`` a floating dtype (default float64)."""
+    from .validation import WrongType, fail, float_dtype
+
+    if not isinstance(backend, str) or backend not in ("numpy", "torch"):
+        kind = {} if isinstance(backend, str) else {"cls": WrongType}
+        fail("backend", backend, "unknown backend; it must be 'numpy' (default) or 'torch'", **kind)
     if backend == "numpy":
         if device not in (None, "cpu"):
-            raise ValueError(f"the numpy backend runs on the CPU only; for device={device!r} use backend='torch'")
-        return NumpyOps(np.float64 if dtype is None else dtype)
-    if backend == "torch":
-        try:
-            from .torch_ops import TorchOps
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "backend='torch' needs torch: pip install 'nashlab[llm]' (CPU: pip install torch==2.13.0)"
-            ) from e
-        return TorchOps(device=device, dtype=dtype)
-    raise ValueError(f"unknown backend {backend!r}; choose 'numpy' (default) or 'torch'")
+            fail("device", device, "the numpy backend runs on the CPU only (device=None or 'cpu'); use backend='torch' for other devices")
+        return NumpyOps(float_dtype(dtype, "dtype"))
+    try:
+        from .torch_ops import TorchOps
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "backend='torch' needs torch: pip install 'nashlab[llm]' (CPU: pip install torch==2.13.0)"
+        ) from e
+    return TorchOps(device=device, dtype=dtype)

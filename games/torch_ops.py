@@ -20,17 +20,23 @@ _DTYPES = {
 
 def torch_dtype(dtype) -> torch.dtype:
     """A torch floating dtype from None (float64), a torch dtype, a numpy dtype or a name."""
+    from .validation import WrongType, fail
+
     if dtype is None:
         return torch.float64
+    rule = "it must be a floating dtype such as 'float64' (default), 'float32' or torch.float32"
     if isinstance(dtype, torch.dtype):
         out = dtype
     else:
-        key = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype.replace("torch.", "").lower()
+        try:
+            key = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype.replace("torch.", "").lower()
+        except TypeError:
+            fail("dtype", dtype, rule, cls=WrongType)
         if key not in _DTYPES:
-            raise ValueError(f"dtype must be a floating dtype such as 'float64' or 'float32'; got {dtype!r}")
+            fail("dtype", dtype, rule)
         out = _DTYPES[key]
     if not out.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype such as torch.float64 or torch.float32; got {dtype!r}")
+        fail("dtype", dtype, rule + " (policies are log-probabilities: an integer dtype cannot hold them)")
     return out
 
 
@@ -40,7 +46,12 @@ class TorchOps:
     name = "torch"
 
     def __init__(self, device=None, dtype=None):
-        self.device = torch.device("cpu" if device is None else device)
+        from .validation import WrongType, fail
+
+        try:
+            self.device = torch.device("cpu" if device is None else device)
+        except (RuntimeError, TypeError) as e:
+            fail("device", device, f"it must be a torch device such as 'cpu' or 'cuda' ({e})", cls=WrongType)
         self.dtype = torch_dtype(dtype)
         # Per-game coefficient arrays (numpy, recomputed by the algorithms each step) converted once
         # off the CPU, where every conversion is a host-to-device copy. Keyed by value: always exact.

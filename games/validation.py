@@ -13,6 +13,13 @@ The errors are :class:`InvalidArgument` (a ``ValueError``) and :class:`WrongType
 Numbers: we accept real numbers only (Python or numpy ints/floats, or arrays of them where a
 per-game array is allowed) — never strings, booleans or complex values; the CLIs convert text before
 calling the library, so the library has one rule.
+
+Tolerances: one rule, :func:`tolerance` (dtype), for "equal up to rounding" on probabilities
+(P + Pᵀ = 1, simplex sums, oracle antisymmetry); on payoff-valued quantities (gaps, values) it is
+relative to the payoff range, :func:`payoff_tolerance`, so no verdict depends on the payoff scale.
+
+Policies: :func:`distribution` checks probabilities; with ``interior=True`` it applies the one rule for
+every policy that enters an algorithm (init, magnet, reference): no zero entries (INTERIOR_RULE).
 """
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ class WrongType(InvalidArgument, TypeError):
 
 
 def _show(value, limit: int = 80) -> str:
+    if isinstance(value, np.ndarray):
+        value = _summary(value)
     s = repr(value)
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
@@ -121,7 +130,10 @@ def param(value, name: str, *, low=None, high=None, low_open: bool = False, high
     want = "it must be a finite number" + (f" {rng}" if rng else "") + ", or a 1-D array of them (one per game)"
     if isinstance(value, (str, bytes, bool, np.bool_)) or not isinstance(value, (list, tuple, np.ndarray)):
         fail(name, value, f"{want} (got a {type(value).__name__})", where, WrongType)
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nested lists
+        fail(name, value, f"{want} (got a ragged {type(value).__name__})", where, WrongType)
     if arr.dtype.kind not in "iuf" or arr.dtype == bool:
         fail(name, value, f"{want} (got an array of {arr.dtype})", where, WrongType)
     if arr.ndim == 0:
@@ -172,30 +184,168 @@ def real_array(value, name: str, *, ndim=None, where: str = "") -> np.ndarray:
     bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         idx = tuple(int(i) for i in bad[0])
-        fail(name, _summary(arr), f"every entry must be finite; entry {list(idx)} is {arr[idx]!r}", where)
+        fail(name, _summary(arr), f"every entry must be finite; entry {list(idx)} is {float(arr[idx])!r}", where)
     return arr
 
 
+class _Shown(str):
+    """Text shown as is in a message (an array's summary), not quoted like a string value."""
+
+    def __repr__(self):
+        return str(self)
+
+
+def kind(value) -> str:
+    """How a value of the wrong kind is shown in a message: its type, e.g. ``<ndarray>``."""
+    return _Shown(f"<{type(value).__name__}>")
+
+
 def _summary(arr: np.ndarray) -> str:
-    return f"<array of shape {arr.shape}>" if arr.size > 8 else np.array2string(np.asarray(arr), precision=4)
+    arr = np.asarray(arr)
+    if arr.size > 8:
+        return _Shown(f"<array of shape {arr.shape}>")
+    return _Shown(np.array2string(arr, precision=6, separator=", ", max_line_width=10**6))
 
 
 def tolerance(dtype=np.float64) -> float:
     """The project's one tolerance for "equal up to rounding" on probabilities computed in ``dtype``:
     64 units in the last place of that dtype, and never below 1e-9 (float64: 1e-9; float32: 7.6e-6;
     bfloat16: 0.5 — so bfloat16 preferences must be computed in float32). Used for P + Pᵀ = 1,
-    simplex sums and oracle antisymmetry alike."""
+    simplex sums and oracle antisymmetry alike. On payoff-valued quantities (gaps, values) it is
+    *relative*: see :func:`payoff_tolerance`."""
+    return max(1e-9, rounding(dtype))
+
+
+def eps(dtype=np.float64) -> float:
+    """Machine epsilon of a numpy or torch floating dtype (or of a dtype name such as "float32")."""
     try:
-        eps = float(np.finfo(np.dtype(dtype)).eps)
+        return float(np.finfo(np.dtype(dtype)).eps)
     except (TypeError, ValueError):
-        eps = _torch_eps(dtype)
-    return max(1e-9, 64 * eps)
+        return _torch_eps(dtype)
+
+
+def rounding(dtype=np.float64) -> float:
+    """64 units in the last place of ``dtype``: what a short chain of rounded operations can lose,
+    relative to the magnitudes involved (float64: 1.4e-14; float32: 7.6e-6)."""
+    return 64 * eps(dtype)
 
 
 def _torch_eps(dtype) -> float:
     import torch
 
     return float(torch.finfo(dtype).eps)
+
+
+def dtype_of(value):
+    """The floating dtype ``value`` was computed in: a numpy or torch array's own dtype when it is
+    floating, float64 otherwise (Python numbers, lists, integer arrays)."""
+    dt = getattr(value, "dtype", None)
+    if dt is None:
+        return np.dtype(np.float64)
+    if isinstance(dt, np.dtype):
+        return dt if dt.kind == "f" else np.dtype(np.float64)
+    if getattr(dt, "is_floating_point", False):  # a torch dtype
+        return dt
+    return np.dtype(np.float64)
+
+
+def payoff_tolerance(M, rtol=None, dtype=np.float64):
+    """The tolerance for a payoff-valued quantity (a duality gap, a game value) on the matrix ``M``:
+    ``rtol`` times the payoff range (max − min; default rtol = tolerance(dtype)) plus the rounding
+    floor of evaluating it, rounding(dtype)·n·max|M| (an n-term dot product of payoffs of that
+    magnitude). Scaling M scales it: equilibria do not change when payoffs are scaled, and neither
+    does any verdict made with this tolerance. One value per game of a batch (M: (..., m, n))."""
+    M = np.asarray(M, dtype=np.float64)
+    rtol = tolerance(dtype) if rtol is None else float(rtol)
+    hi, lo = M.max(axis=(-2, -1)), M.min(axis=(-2, -1))
+    span = hi / 2 - lo / 2  # halves first: no overflow for payoffs near the float64 limit
+    big = np.maximum(np.abs(hi), np.abs(lo))
+    out = 2 * rtol * span + rounding(dtype) * max(M.shape[-2:]) * big
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def regularisation(value, name: str, L, dtype=np.float64, where: str = ""):
+    """The finite-arithmetic bound on a regularisation weight (α, β, τ; a number or one per game):
+    value/L ≤ 1/tolerance(dtype), i.e. 1e9·L in float64 (L: half the largest payoff range of a row
+    or column). Beyond it the regularised equilibrium is the magnet to within tolerance(dtype), a
+    step's game term is lost to the rounding of the log-probabilities, and the regularised gap (whose
+    rounding floor is ≈ value·ε) measures nothing; see ``algorithms.base.check_regularisation``."""
+    if value is None:
+        return value
+    L = np.asarray(L, dtype=np.float64)
+    tol = tolerance(dtype)
+    v = np.asarray(value, dtype=np.float64)
+    if np.any(v / L > 1 / tol):
+        lim = L / tol
+        fail(name, value, f"it must be <= L/{tol:.2g} = {float(lim) if lim.ndim == 0 else lim!r} for this game (L = "
+             f"{float(L) if L.ndim == 0 else L!r}, half its largest payoff range): beyond that the regularised equilibrium "
+             f"equals the magnet to within {tol:.2g}, the game term of a step is lost to rounding and the regularised gap "
+             "measures nothing", where)
+    return value
+
+
+INTERIOR_RULE = (
+    "log-linear methods (every algorithm here) update log-probabilities, "
+    "so an action with probability 0 keeps it forever and the run can never leave that face of the "
+    "simplex (and a KL anchor with a zero entry makes the regularised game undefined); start strictly "
+    "inside, e.g. mix with uniform: (1 - 1e-3)*p + 1e-3/n")
+
+
+def host_array(value):
+    """A numpy view of ``value`` (torch tensors on any device are copied to the host first)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return value
+
+
+def distribution(value, name: str, *, size=None, interior: bool = False, where: str = "") -> np.ndarray:
+    """Probabilities over the last axis, as float64: real, finite, >= 0 and summing to 1 within
+    :func:`tolerance` of the dtype they were given in. ``size``: the required length of the last
+    axis. ``interior``: refuse zero entries (the project's one rule for every policy that enters an
+    algorithm — init, magnet, reference; see INTERIOR_RULE)."""
+    dt = dtype_of(value)
+    arr = real_array(host_array(value), name, where=where)
+    if arr.ndim == 0:
+        fail(name, value, "it must be a vector of probabilities (got a scalar)", where, WrongType)
+    if arr.size == 0:
+        fail(name, _summary(arr), f"it must hold at least one probability; got shape {arr.shape}", where)
+    if size is not None and arr.shape[-1] != size:
+        fail(name, _summary(arr), f"it must be a probability vector of length {size}, shape ({size},) (or one row "
+             f"per game of a batch); got shape {arr.shape}", where)
+    bad = np.argwhere(arr < 0)
+    if len(bad):
+        idx = tuple(int(i) for i in bad[0])
+        fail(name, _summary(arr), f"probabilities must be non-negative; entry {list(idx)} is {float(arr[idx])!r}", where)
+    s = arr.sum(-1)
+    tol = tolerance(dt)
+    if np.any(np.abs(s - 1) > tol):
+        worst = float(np.asarray(s).flat[int(np.argmax(np.abs(s - 1)))])
+        fail(name, _summary(arr), f"probabilities must sum to 1 (within {tol:.2g} for {dt}); the sum is {worst!r}. "
+             "Normalise it yourself, so nothing is hidden", where)
+    if interior:
+        bad = np.argwhere(arr == 0)
+        if len(bad):
+            idx = tuple(int(i) for i in bad[0])
+            fail(name, _summary(arr), f"it must be strictly positive (entry {list(idx)} is 0): {INTERIOR_RULE}", where)
+    return arr
+
+
+def float_dtype(value, name: str = "dtype", where: str = ""):
+    """A numpy floating dtype (None: float64). Integer, boolean, complex and unknown dtypes are refused:
+    policies are log-probabilities, which integers cannot hold."""
+    if value is None:
+        return np.dtype(np.float64)
+    try:
+        dt = np.dtype(value)
+    except (TypeError, ValueError):
+        fail(name, value, "it must be a floating dtype such as 'float64' (default) or 'float32'", where, WrongType)
+    if dt.kind != "f":
+        fail(name, value, "it must be a floating dtype such as 'float64' (default) or 'float32' "
+             "(policies are log-probabilities: an integer dtype cannot hold them)", where)
+    return dt
 
 
 def writable_dir(path, name: str, where: str = "") -> Path:

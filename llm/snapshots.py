@@ -272,9 +272,12 @@ class SnapshotPolicy(Policy):
     def snapshot(self) -> "SnapshotPolicy":
         return self  # already a value
 
+    @contextlib.contextmanager
     def active(self):
-        """Context: keep the tensors on the module's device for a block of calls (e.g. sampling)."""
-        return self.model.staged()
+        """Context: keep the tensors on the module's device for a block of calls (e.g. sampling);
+        yields the policy."""
+        with self.model.staged():
+            yield self
 
     def state_dict(self) -> dict:
         """{"format", "kind", "base_id", "tensors"}: what a checkpoint needs (see :func:`restore`)."""
@@ -345,7 +348,10 @@ def prepare(policy: Policy, *, lora_r: int | None = None, lora_alpha: float | No
         model.requires_grad_(True)
     if gradient_checkpointing:
         inner = model.get_base_model() if lora_r is not None else model
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(inner, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+            inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.eval()  # the realisers switch to train mode for their fit only
     live = Policy(model, policy.tokenizer, allowed_token_ids=policy.allowed_token_ids)
     ref_model = SnapshotModel(model, _clone(model, device), "adapters_off" if lora_r is not None else "tensors",

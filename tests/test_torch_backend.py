@@ -135,7 +135,7 @@ def test_tile():
     assert tile(games.make("matrix_rps"), 2).A.shape == (2, 3, 3)
     with pytest.raises(ValueError, match="already a batch"):
         tile(t, 2)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match=r"B = 0 is not allowed; it must be an integer >= 1"):
         tile(g, 0)
 
 

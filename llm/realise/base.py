@@ -41,7 +41,7 @@ class Realiser:
     (memory is bounded by micro_batch × samples × sequence length, not by the step); gradients of a
     minibatch's micro-batches accumulate before each optimiser step. max_grad_norm: clip the
     global gradient norm (None: no clipping). weight_decay: AdamW's decoupled decay (0: the target
-    is the regulariser). seed: reserved for samplers of minibatches (order is deterministic now).
+    is the regulariser). Minibatches are taken in prompt order (deterministic: no seed).
 
     ``fit(live, batch, accelerator=None) -> dict`` trains ``live``'s trainable parameters in place
     from the weights it holds. Losses are means over the GLOBAL number of prompts
@@ -58,7 +58,7 @@ class Realiser:
 
     def __init__(self, *, optimizer: str = "adamw", lr: float | None = None, steps: int | None = None,
                  minibatch: int | None = None, micro_batch: int = 2, max_grad_norm: float | None = 1.0,
-                 weight_decay: float = 0.0, seed: int = 0):
+                 weight_decay: float = 0.0):
         self.optimizer = V.choice(optimizer, "optimizer", self.optimizers)
         self.lr = V.number(lr, "lr", low=0.0, low_open=True, allow_none=True)
         self.steps = V.integer(steps, "steps", low=1, allow_none=True)
@@ -66,7 +66,6 @@ class Realiser:
         self.micro_batch = V.integer(micro_batch, "micro_batch", low=1)
         self.max_grad_norm = V.number(max_grad_norm, "max_grad_norm", low=0.0, low_open=True, allow_none=True)
         self.weight_decay = V.number(weight_decay, "weight_decay", low=0.0)
-        self.seed = V.integer(seed, "seed")
 
     # -- what subclasses provide ---------------------------------------------------------------
     def loss(self, live, sub: StepBatch, rows: torch.Tensor, norm: float) -> torch.Tensor:

