@@ -383,13 +383,15 @@ def tiny_gguf(
     max_positions: int = 128,
     init_std: float = 0.5,
     chat_template: str | None = CHATML_TEMPLATE,
+    tie_embeddings: bool = False,
 ) -> LlamaForCausalLM:
     """Write a tiny float32 Llama as a GGUF file shaped like SmolLM2's; return the source model.
 
     The vocabulary is byte-level BPE: ``<|endoftext|> <|im_start|> <|im_end|>`` (ids 0, 1, 2;
     bos 1, eos = pad 2 as in SmolLM2), the 256 byte symbols and a few merges. Q/K weights are
     permuted the way llama.cpp's converter does, so ``load_model(path)`` must give back a model
-    whose logits equal the returned one's — which is what the tests check.
+    whose logits equal the returned one's — which is what the tests check. ``tie_embeddings``
+    writes no ``output.weight`` (the output layer is the embedding, as in SmolLM2).
     """
     import gguf
     import numpy as np
@@ -403,7 +405,7 @@ def tiny_gguf(
     config = LlamaConfig(
         vocab_size=len(tokens), hidden_size=n_embd, intermediate_size=2 * n_embd, num_hidden_layers=n_layer,
         num_attention_heads=n_head, num_key_value_heads=n_kv_head, max_position_embeddings=max_positions,
-        tie_word_embeddings=False, initializer_range=init_std, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=tie_embeddings, initializer_range=init_std, rms_norm_eps=1e-5, rope_theta=10000.0,
         bos_token_id=1, eos_token_id=2, pad_token_id=2,
     )
     with torch.random.fork_rng(devices=[]):
@@ -447,7 +449,8 @@ def tiny_gguf(
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     writer.add_tensor("output_norm.weight", sd["model.norm.weight"])
-    writer.add_tensor("output.weight", sd["lm_head.weight"])
+    if not tie_embeddings:
+        writer.add_tensor("output.weight", sd["lm_head.weight"])
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
              "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",

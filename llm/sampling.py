@@ -61,7 +61,18 @@ class SamplingConfig:
         return self.temperature == 1.0 and self.top_p == 1.0
 
     def as_dict(self) -> dict:
+        """JSON-able record of the settings (for results and checkpoint fingerprints)."""
         return dataclasses.asdict(self)
+
+    def sample(self, policy: "Policy", prompts: TokenSeqs, *, generator=None) -> list[list[int]]:
+        """:func:`sample` with these settings."""
+        return _decode(MixtureDecoder([policy], [1.0]), prompts, self, generator)
+
+    def sample_mixture(self, policy: "Policy", mu: "Policy", prompts: TokenSeqs, w: float, *,
+                       generator=None) -> list[list[int]]:
+        """:func:`sample_mixture` with these settings."""
+        w = v.number(w, "w", low=0, high=1, where="sample_mixture")
+        return _decode(MixtureDecoder([policy, mu], [1.0 - w, w]), prompts, self, generator)
 
 
 def make_generator(seed_or_generator: int | torch.Generator | None, device="cpu") -> torch.Generator | None:
@@ -269,8 +280,7 @@ def sample(
     (included) or at ``max_new_tokens``; padding is stripped. ``generator`` is a seeded
     ``torch.Generator`` or an int seed. ``temperature``/``top_p``: see :class:`SamplingConfig`.
     """
-    config = SamplingConfig(max_new_tokens, temperature, top_p, batch_size)
-    return _decode(MixtureDecoder([policy], [1.0]), prompts, config, generator)
+    return SamplingConfig(max_new_tokens, temperature, top_p, batch_size).sample(policy, prompts, generator=generator)
 
 
 def sample_mixture(
@@ -291,6 +301,5 @@ def sample_mixture(
     and is not equal to, the sequence-level geometric mixture (see module doc).
     Both models must share a tokenizer/vocabulary; end and pad ids are π's.
     """
-    w = v.number(w, "w", low=0, high=1, where="sample_mixture")
     config = SamplingConfig(max_new_tokens, temperature, top_p, batch_size)
-    return _decode(MixtureDecoder([policy, mu], [1.0 - w, w]), prompts, config, generator)
+    return config.sample_mixture(policy, mu, prompts, w, generator=generator)

@@ -266,10 +266,14 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     assert torch.equal(nucleus(logits, 0.7)[[1, 3]], logits[[1, 3]])
 
 
-def test_sampling_config_validates_and_records():
+def test_sampling_config_validates_and_records(policy, other_policy):
     cfg = SamplingConfig(32, temperature=0.7, top_p=0.9, batch_size=16)
     assert cfg.as_dict() == {"max_new_tokens": 32, "temperature": 0.7, "top_p": 0.9, "batch_size": 16}
     assert not cfg.is_exact and SamplingConfig(8).is_exact
+    assert cfg.sample(policy, PROMPTS, generator=3) == sample(policy, PROMPTS, 32, generator=3, temperature=0.7,
+                                                              top_p=0.9, batch_size=16)
+    assert cfg.sample_mixture(policy, other_policy, PROMPTS, 0.2, generator=3) == sample_mixture(
+        policy, other_policy, PROMPTS, 0.2, 32, generator=3, temperature=0.7, top_p=0.9, batch_size=16)
     for kwargs, match in [
         (dict(temperature=0.0), "temperature = 0.0 is not allowed"),
         (dict(top_p=0.0), "top_p = 0.0 is not allowed"),
