@@ -1,7 +1,10 @@
 """Build tiny causal LMs and tokenizers in-process, and load real ones from disk.
 
-Nothing here touches a model hub: tiny models are random-init from a config,
-real models are loaded from a local directory (or the local HF cache) only.
+Nothing here touches a model hub: tiny models are random-init from a config (``tiny_model``;
+``tiny_gguf`` writes one as a GGUF file shaped like SmolLM2's, for the GGUF path's tests), and
+real models are loaded from a local directory, a ``.gguf`` file, or the local HF cache only
+(``load_model``, ``load_tokenizer``). ``forward_names`` tells the sampler and the log-probs
+which keywords the installed transformers uses for the KV cache and the kept logits.
 """
 
 from __future__ import annotations
@@ -119,7 +122,6 @@ def forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
     return _forward_names(type(base))
 
 
-
 #: what ``load_model`` accepts, for error messages
 _WHAT = (
     "a local Hugging Face causal-LM directory (config.json + weights), a .gguf file, or a folder "
@@ -220,6 +222,17 @@ def _check_dtype(dtype) -> torch.dtype | None:
     raise ValueError(f"dtype = {dtype!r} is not allowed; use a torch dtype or one of {', '.join(names)}")
 
 
+def _dtype_keyword() -> str:
+    """``from_pretrained`` takes ``dtype`` since transformers 4.56 (``torch_dtype`` before; it now warns)."""
+    from transformers import __version__
+    from packaging.version import Version
+
+    return "dtype" if Version(__version__) >= Version("4.56") else "torch_dtype"
+
+
+_DTYPE_KEYWORD = _dtype_keyword()
+
+
 def _dequantize_option() -> dict:
     """Ask transformers to unpack GGUF blocks into dense weights (we train them).
 
@@ -289,7 +302,7 @@ def load_model(
     dev = resolve_device(device)
     dtype = _check_dtype(dtype) or default_dtype(dev)
     where, gguf_file = _resolve(path_or_name)
-    options = dict(dtype=dtype, local_files_only=True, attn_implementation="sdpa", **kwargs)
+    options = {_DTYPE_KEYWORD: dtype, "local_files_only": True, "attn_implementation": "sdpa", **kwargs}
     if gguf_file is not None:
         _require_gguf_support(gguf_file)
         options["gguf_file"] = gguf_file
