@@ -1,7 +1,10 @@
 """Build tiny causal LMs and tokenizers in-process, and load real ones from disk.
 
-Nothing here touches a model hub: tiny models are random-init from a config,
-real models are loaded from a local directory (or the local HF cache) only.
+Nothing here touches a model hub: tiny models are random-init from a config (``tiny_model``;
+``tiny_gguf`` writes one as a GGUF file shaped like SmolLM2's, for the GGUF path's tests), and
+real models are loaded from a local directory, a ``.gguf`` file, or the local HF cache only
+(``load_model``, ``load_tokenizer``). ``forward_names`` tells the sampler and the log-probs
+which keywords the installed transformers uses for the KV cache and the kept logits.
 """
 
 from __future__ import annotations
@@ -119,7 +122,6 @@ def forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
     return _forward_names(type(base))
 
 
-
 #: what ``load_model`` accepts, for error messages
 _WHAT = (
     "a local Hugging Face causal-LM directory (config.json + weights), a .gguf file, or a folder "
@@ -220,6 +222,17 @@ def _check_dtype(dtype) -> torch.dtype | None:
     raise ValueError(f"dtype = {dtype!r} is not allowed; use a torch dtype or one of {', '.join(names)}")
 
 
+def _dtype_keyword() -> str:
+    """``from_pretrained`` takes ``dtype`` since transformers 4.56 (``torch_dtype`` before; it now warns)."""
+    from transformers import __version__
+    from packaging.version import Version
+
+    return "dtype" if Version(__version__) >= Version("4.56") else "torch_dtype"
+
+
+_DTYPE_KEYWORD = _dtype_keyword()
+
+
 def _dequantize_option() -> dict:
     """Ask transformers to unpack GGUF blocks into dense weights (we train them).
 
@@ -289,7 +302,7 @@ def load_model(
     dev = resolve_device(device)
     dtype = _check_dtype(dtype) or default_dtype(dev)
     where, gguf_file = _resolve(path_or_name)
-    options = dict(dtype=dtype, local_files_only=True, attn_implementation="sdpa", **kwargs)
+    options = {_DTYPE_KEYWORD: dtype, "local_files_only": True, "attn_implementation": "sdpa", **kwargs}
     if gguf_file is not None:
         _require_gguf_support(gguf_file)
         options["gguf_file"] = gguf_file
@@ -383,13 +396,15 @@ def tiny_gguf(
     max_positions: int = 128,
     init_std: float = 0.5,
     chat_template: str | None = CHATML_TEMPLATE,
+    tie_embeddings: bool = False,
 ) -> LlamaForCausalLM:
     """Write a tiny float32 Llama as a GGUF file shaped like SmolLM2's; return the source model.
 
     The vocabulary is byte-level BPE: ``<|endoftext|> <|im_start|> <|im_end|>`` (ids 0, 1, 2;
     bos 1, eos = pad 2 as in SmolLM2), the 256 byte symbols and a few merges. Q/K weights are
     permuted the way llama.cpp's converter does, so ``load_model(path)`` must give back a model
-    whose logits equal the returned one's — which is what the tests check.
+    whose logits equal the returned one's — which is what the tests check. ``tie_embeddings``
+    writes no ``output.weight`` (the output layer is the embedding, as in SmolLM2).
     """
     import gguf
     import numpy as np
@@ -403,7 +418,7 @@ def tiny_gguf(
     config = LlamaConfig(
         vocab_size=len(tokens), hidden_size=n_embd, intermediate_size=2 * n_embd, num_hidden_layers=n_layer,
         num_attention_heads=n_head, num_key_value_heads=n_kv_head, max_position_embeddings=max_positions,
-        tie_word_embeddings=False, initializer_range=init_std, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=tie_embeddings, initializer_range=init_std, rms_norm_eps=1e-5, rope_theta=10000.0,
         bos_token_id=1, eos_token_id=2, pad_token_id=2,
     )
     with torch.random.fork_rng(devices=[]):
@@ -447,7 +462,8 @@ def tiny_gguf(
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     writer.add_tensor("output_norm.weight", sd["model.norm.weight"])
-    writer.add_tensor("output.weight", sd["lm_head.weight"])
+    if not tie_embeddings:
+        writer.add_tensor("output.weight", sd["lm_head.weight"])
     names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
              "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",

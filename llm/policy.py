@@ -3,7 +3,12 @@
 Prompts and responses are lists of token ids. A policy may be *restricted* to a
 set of allowed next tokens (``allowed_token_ids``): the logits of every other
 token are set to -inf before the softmax, both here and in ``llm.sampling``,
-so the log-probs used for training are exactly those of the sampler.
+so the log-probs used for training are exactly those of the sampler. Likewise
+for end ids: the sampler stops at the first of ``Policy.eos_token_ids``, and the
+log-probs give -inf to a response that goes on after one.
+
+Masks and positions are built from sequence lengths, never by matching pad or
+EOS ids, so a tokenizer whose pad token is its EOS (SmolLM2's) is safe here.
 """
 
 from __future__ import annotations

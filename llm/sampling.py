@@ -7,12 +7,19 @@ approximates, but is NOT equal to, the sequence-level geometric mixture
 product over tokens. Algorithms that need the sequence-level mixture exactly
 must use it through log-probs (``Policy.sequence_logprobs``), not this sampler.
 
-Each model keeps its own KV cache: the first forward pass reads the full
-(left-padded) prompt, then one pass per new token, so T new tokens cost T
-forward calls per model. Restrictions (``Policy.allowed_token_ids``) of all
-mixed policies are intersected and applied after mixing, which is exact:
-renormalising π^(1−w)μ^w over the allowed set equals the softmax of the masked
-mixed logits.
+Batching: one call takes every row to sample (prompts × samples), sorts the rows by prompt
+length and decodes them in chunks of ``batch_size`` (all at once by default). Each model keeps
+its own KV cache: the first forward pass reads the full (left-padded) prompt, then one pass per
+new token, so T new tokens cost T forward calls per model and chunk. Rows that reached an end id
+(any of ``Policy.eos_token_ids``) are dropped from the batch and the caches as they accumulate.
+
+Restrictions (``Policy.allowed_token_ids``) of all mixed policies are intersected and applied
+after mixing, which is exact: renormalising π^(1−w)μ^w over the allowed set equals the softmax
+of the masked mixed logits. ``temperature`` and ``top_p`` (see :class:`SamplingConfig`) are
+applied last; only their defaults (1, 1) sample the distribution the log-probs describe.
+
+The KV cache is passed under the keyword the installed transformers expects (``cache`` since
+5.2x, ``past_key_values`` before), so no deprecation warning is raised on either.
 """
 
 from __future__ import annotations
@@ -61,7 +68,18 @@ class SamplingConfig:
         return self.temperature == 1.0 and self.top_p == 1.0
 
     def as_dict(self) -> dict:
+        """JSON-able record of the settings (for results and checkpoint fingerprints)."""
         return dataclasses.asdict(self)
+
+    def sample(self, policy: "Policy", prompts: TokenSeqs, *, generator=None) -> list[list[int]]:
+        """:func:`sample` with these settings."""
+        return _decode(MixtureDecoder([policy], [1.0]), prompts, self, generator)
+
+    def sample_mixture(self, policy: "Policy", mu: "Policy", prompts: TokenSeqs, w: float, *,
+                       generator=None) -> list[list[int]]:
+        """:func:`sample_mixture` with these settings."""
+        w = v.number(w, "w", low=0, high=1, where="sample_mixture")
+        return _decode(MixtureDecoder([policy, mu], [1.0 - w, w]), prompts, self, generator)
 
 
 def make_generator(seed_or_generator: int | torch.Generator | None, device="cpu") -> torch.Generator | None:
@@ -95,6 +113,15 @@ class _CachedModel:
         out = self.policy.model(input_ids=ids, attention_mask=self.attn, position_ids=pos, use_cache=True, **extra)
         self.cache, self.last_pos = _returned_cache(out, self.cache_name), pos[:, -1:]
         return out.logits[:, -1].float()
+
+    def can_select(self) -> bool:
+        return hasattr(self.cache, "batch_select_indices")
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (the cache, the mask and the positions)."""
+        rows = rows.to(self.attn.device)
+        self.cache.batch_select_indices(rows)
+        self.attn, self.last_pos = self.attn[rows], self.last_pos[rows]
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         tokens = tokens.to(self.policy.device)
@@ -149,6 +176,15 @@ class MixtureDecoder:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._combine([m.step(tokens) for m in self.models])
 
+    def can_select(self) -> bool:
+        """Whether every model's KV cache can drop rows (a transformers ``Cache`` object can)."""
+        return all(m.can_select() for m in self.models)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Continue with only these rows of the batch."""
+        for m in self.models:
+            m.select(rows)
+
 
 @torch.no_grad()
 def next_token_logits(policy: Policy, prompts: TokenSeqs) -> torch.Tensor:
@@ -192,33 +228,49 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, ranked)
 
 
+def _draw(probs: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """One token per row; a generator on another device (a CPU one for a CUDA model) draws on its own."""
+    if gen is not None and gen.device != probs.device:
+        return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
 @torch.no_grad()
 def _decode_batch(
     decoder: MixtureDecoder, prompts: list[list[int]], config: SamplingConfig, end_ids, pad: int, gen
 ) -> list[list[int]]:
-    """One chunk: KV-cached ancestral decoding until every row hit an end id or the limit."""
+    """One chunk: KV-cached ancestral decoding until every row hit an end id or the limit.
+
+    Finished rows are dropped from the batch (and from every model's KV cache) once they are a
+    quarter of it, so the remaining steps cost what the live rows need.
+    """
     logits = decoder.start(prompts)
     device = logits.device
     max_new = config.max_new_tokens
     ends = torch.tensor(list(end_ids), dtype=torch.long, device=device)
     batch = len(prompts)
     out = torch.full((batch, max_new), pad, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_new, dtype=torch.long, device=device)
+    live = torch.arange(batch, device=device)  # original row of each row still in the decoder
+    done = torch.zeros(batch, dtype=torch.bool, device=device)  # per decoder row
     for t in range(max_new):
         if config.temperature != 1.0:
             logits = logits / config.temperature
         probs = torch.softmax(nucleus(logits, config.top_p), dim=-1)
-        tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-        tok = tok.masked_fill(done, pad)
-        out[:, t] = tok
+        tok = _draw(probs, gen).masked_fill(done, pad)
+        out[live, t] = tok
         if ends.numel():
             just_done = torch.isin(tok, ends) & ~done
-            lengths[just_done] = t + 1
+            lengths[live[just_done]] = t + 1
             done |= just_done
         # No forward pass after the last token: T tokens cost exactly T passes.
         if t + 1 == max_new or bool(done.all()):
             break
+        n_done = int(done.sum())
+        if n_done and 4 * n_done >= len(live) and decoder.can_select():
+            keep = (~done).nonzero().squeeze(-1)
+            decoder.select(keep)
+            live, tok, done = live[keep], tok[keep], done[keep]
         logits = decoder.step(tok)
     rows = out.tolist()
     return [row[:n] for row, n in zip(rows, lengths.tolist())]
@@ -269,8 +321,7 @@ def sample(
     (included) or at ``max_new_tokens``; padding is stripped. ``generator`` is a seeded
     ``torch.Generator`` or an int seed. ``temperature``/``top_p``: see :class:`SamplingConfig`.
     """
-    config = SamplingConfig(max_new_tokens, temperature, top_p, batch_size)
-    return _decode(MixtureDecoder([policy], [1.0]), prompts, config, generator)
+    return SamplingConfig(max_new_tokens, temperature, top_p, batch_size).sample(policy, prompts, generator=generator)
 
 
 def sample_mixture(
@@ -291,6 +342,5 @@ def sample_mixture(
     and is not equal to, the sequence-level geometric mixture (see module doc).
     Both models must share a tokenizer/vocabulary; end and pad ids are π's.
     """
-    w = v.number(w, "w", low=0, high=1, where="sample_mixture")
     config = SamplingConfig(max_new_tokens, temperature, top_p, batch_size)
-    return _decode(MixtureDecoder([policy, mu], [1.0 - w, w]), prompts, config, generator)
+    return config.sample_mixture(policy, mu, prompts, w, generator=generator)

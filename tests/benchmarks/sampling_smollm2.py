@@ -4,9 +4,9 @@ Run (heavy: ~1.5 GiB, a few minutes; one at a time on a shared machine):
 
     flock /tmp/nashlab-heavy.lock env OMP_NUM_THREADS=2 python -m tests.benchmarks.sampling_smollm2
 
-The example prompts (chat-templated) × 4 samples = 128 sequences, 32 new tokens, fp32 on CPU.
-For each batch size: ``llm.sampling.sample`` over all 128 rows in chunks, then transformers'
-``model.generate`` on the same chunks (do_sample, top_k=0, same end ids) for comparison. Peak
+The example prompts (chat-templated) × 4 samples = 128 rows, 32 new tokens, fp32 on CPU.
+For each batch size b: ``llm.sampling.sample`` over the first max(b, 32) rows in chunks of b,
+then transformers' ``model.generate`` on the same chunks (do_sample, top_k=0, same end ids) for comparison. Peak
 memory is the process RSS sampled every 5 ms during each run, above the RSS before it; the
 process-wide peak (getrusage) is printed at the end.
 """
@@ -74,7 +74,9 @@ def with_generate(policy: Policy, prompts, max_new_tokens: int, batch_size: int,
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch-sizes", default="4,32,128")
+    ap.add_argument("--batch-sizes", default="128,32,4")
+    ap.add_argument("--min-sequences", type=int, default=32,
+                    help="each batch size samples max(batch, this) of the rows (s/sequence is what is compared)")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--no-generate", action="store_true")
@@ -91,9 +93,10 @@ def main():
     print("| sampler | batch | s/sequence | new tokens/s | mean length | peak RSS above base (MiB) |")
     print("|---|---|---|---|---|---|")
     for b in [int(x) for x in args.batch_sizes.split(",")]:
-        runs = [("llm.sample", lambda: sample(policy, rows, args.max_new_tokens, generator=0, batch_size=b))]
+        some = rows[:max(b, args.min_sequences)]
+        runs = [("llm.sample", lambda: sample(policy, some, args.max_new_tokens, generator=0, batch_size=b))]
         if not args.no_generate:
-            runs.append(("model.generate", lambda: with_generate(policy, rows, args.max_new_tokens, b, 0)))
+            runs.append(("model.generate", lambda: with_generate(policy, some, args.max_new_tokens, b, 0)))
         for name, run in runs:
             with PeakRSS() as mem:
                 t = time.perf_counter()

@@ -192,3 +192,20 @@ def test_bad_options(word_tok):
         load_prompts(TEXTS, word_tok, max_new_tokens=0)
     with pytest.raises(ValueError, match="needs at least 2 prompts"):
         load_prompts(TEXTS[:1], word_tok, eval_fraction=0.5)
+
+
+def test_json_columns_and_plain_lists(tmp_path, word_tok):
+    (tmp_path / "cols.json").write_text(json.dumps({"prompt": TEXTS, "id": list(range(4))}))
+    (tmp_path / "list.json").write_text(json.dumps(TEXTS))
+    want = load_prompts([{"prompt": t} for t in TEXTS], word_tok)
+    assert load_prompts(tmp_path / "cols.json", word_tok) == want
+    assert load_prompts(tmp_path / "list.json", word_tok) == want
+    (tmp_path / "ragged.json").write_text(json.dumps({"prompt": TEXTS, "id": [1]}))
+    with pytest.raises(ValueError, match="lists of equal length"):
+        load_prompts(tmp_path / "ragged.json", word_tok)
+    import datasets
+
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": TEXTS[:2]}),
+                               "test": datasets.Dataset.from_dict({"prompt": TEXTS[2:]})})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    assert [p.text for p in load_prompts(tmp_path / "dd", word_tok).train] == TEXTS[:2]

@@ -181,3 +181,24 @@ def test_smollm2_loads_samples_and_saves(tmp_path):
     again = load_model(tmp_path / "smol")
     a, b = policy.model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tied_embeddings_stay_tied_through_gguf_and_save(tmp_path):
+    source = tiny_gguf(tmp_path / "tied.gguf", tie_embeddings=True, seed=3)
+    model = load_model(tmp_path / "tied.gguf")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(logits(model), logits(source))
+    model.save_pretrained(tmp_path / "saved")
+    again = load_model(tmp_path / "saved")
+    assert again.lm_head.weight.data_ptr() == again.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(logits(again), logits(source))
+
+
+def test_from_pretrained_gives_a_tokenizer_without_pad_its_eos(tmp_path, words):
+    from llm import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer(words, pad_token=None)
+    tiny_model(tok).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    policy = Policy.from_pretrained(tmp_path)
+    assert policy.pad_token_id == policy.tokenizer.eos_token_id == 2

@@ -266,10 +266,14 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     assert torch.equal(nucleus(logits, 0.7)[[1, 3]], logits[[1, 3]])
 
 
-def test_sampling_config_validates_and_records():
+def test_sampling_config_validates_and_records(policy, other_policy):
     cfg = SamplingConfig(32, temperature=0.7, top_p=0.9, batch_size=16)
     assert cfg.as_dict() == {"max_new_tokens": 32, "temperature": 0.7, "top_p": 0.9, "batch_size": 16}
     assert not cfg.is_exact and SamplingConfig(8).is_exact
+    assert cfg.sample(policy, PROMPTS, generator=3) == sample(policy, PROMPTS, 32, generator=3, temperature=0.7,
+                                                              top_p=0.9, batch_size=16)
+    assert cfg.sample_mixture(policy, other_policy, PROMPTS, 0.2, generator=3) == sample_mixture(
+        policy, other_policy, PROMPTS, 0.2, 32, generator=3, temperature=0.7, top_p=0.9, batch_size=16)
     for kwargs, match in [
         (dict(temperature=0.0), "temperature = 0.0 is not allowed"),
         (dict(top_p=0.0), "top_p = 0.0 is not allowed"),
@@ -363,3 +367,36 @@ def test_peft_wrapped_models_sample_through_the_same_keyword(policy):
         out = sample(lora, PROMPTS5, 6, top_p=GREEDY)
     assert out == sample(policy, PROMPTS5, 6, top_p=GREEDY)
     assert not [w for w in caught if "past_key_values" in str(w.message)]
+
+
+# -- finished rows leave the batch ---------------------------------------------------------------
+
+
+def test_finished_rows_leave_the_batch_without_changing_any_row(model, tokenizer):
+    policy = end_ids_policy(model, tokenizer, [2, 9, 12]).snapshot()
+    calls = count_calls(policy)
+    prompts = PROMPTS5 * 4
+    together = sample(policy, prompts, 12, top_p=GREEDY)
+    widths = [c[0][0] for c in calls]
+    assert widths[0] == 20 and widths[-1] < 20 and widths == sorted(widths, reverse=True)  # the batch shrank
+    assert together == [sample(policy, [p], 12, top_p=GREEDY)[0] for p in prompts]
+
+
+def test_sampling_with_early_ends_matches_the_exact_distribution(model, tokenizer):
+    """Every response over {4, 5} of up to 3 tokens, ended by EOS or the limit: 15 in all."""
+    import itertools
+
+    policy = Policy(model, tokenizer, allowed_token_ids=[2, 4, 5])
+    responses = [[2]] + [list(r) + [2] for n in (1, 2) for r in itertools.product([4, 5], repeat=n)] \
+        + [list(r) for r in itertools.product([4, 5], repeat=3)]
+    prompt = [1, 6, 7]
+    exact = policy.sequence_logprobs([prompt] * len(responses), responses, grad=False).double().exp()
+    assert exact.sum().item() == pytest.approx(1.0, abs=1e-5)
+    n = 4000
+    out = sample(policy, [prompt] * n, 3, generator=21, batch_size=1000)
+    index = {tuple(r): i for i, r in enumerate(responses)}
+    counts = torch.zeros(len(responses), dtype=torch.float64)
+    for r in out:
+        counts[index[tuple(r)]] += 1
+    se = (exact * (1 - exact) / n).sqrt()
+    assert ((counts / n - exact).abs() <= 4.5 * se + 1e-3).all()
