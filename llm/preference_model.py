@@ -11,6 +11,13 @@ distinct text is embedded once; only the head is trained (full-batch Adam on the
 with soft labels), so a few hundred comparisons train in seconds on a CPU. The result reloads with
 ``llm.PreferenceModelOracle.load(DIR)`` or ``--oracle preference:DIR``.
 
+``examples/preferences.jsonl`` is such a file: 8 prompts of ``examples/prompts.jsonl``, each with
+three responses — long and rambling, keyword-stuffed and repetitive, short and varied — compared
+pairwise (24 rows), labelled with the rule-based :class:`~llm.oracles.AnnotatorPopulation`'s
+P(a ≻ b) (≈ 2/3 for the winner of each pair). Round each prompt the winners form a cycle: an
+intransitive population. The GPM fits it down to the labels' own entropy (cross-entropy 0.640);
+a BT reward cannot do better than log 2 = 0.693 on it (measured).
+
 :func:`fit_bradley_terry` fits the Bradley–Terry baseline (a linear reward on the same embeddings)
 to the same data: on an intransitive cycle it cannot put all three preferences above ½, the GPM can
 put them above 0.9 (``tests/llm/test_preference_model.py`` measures both).

