@@ -105,11 +105,11 @@ def test_minibatches_take_more_steps_and_bounded_passes():
     anchor, batch = sampled_batch(live)
     _, stats = fit_from(anchor, live, batch, make_realiser("regression", minibatch=2, micro_batch=1, steps=4))
     assert stats["passes"] == 8 and len(stats["losses"]) == 4
-    assert stats["lr"] == 5e-6  # the full fine-tuning default
+    assert stats["lr"] == 1e-6  # the full fine-tuning default
     lora = tiny_live(lora=2)
     anchor, batch = sampled_batch(lora)
     _, stats = fit_from(anchor, lora, batch, make_realiser("pg"))
-    assert stats["lr"] == 2e-4  # the LoRA default
+    assert stats["lr"] == 5e-5  # the LoRA default
 
 
 # -- the enumerable world: one realised step against the exact log-linear step -------------------------
