@@ -7,6 +7,7 @@ True
 """
 from .base import State, prox_step
 from .egpo import EGPO
+from .euclidean import OGDA, Extragradient
 from .inpo import INPO
 from .mirror_prox import MirrorProx, NashMP
 from .mmd import MMD, mmd_step
@@ -15,9 +16,9 @@ from .mpo import MPO
 from .mwu import MWU
 from .nash_md import NashMD
 from .omwu import OMWU
-from .registry import available, get, make
+from .registry import EXACT_ONLY, available, get, make
 from .run import Result, RunState, load_checkpoint, record_points, run
 
-__all__ = ["MPO", "MMD", "NashMD", "MirrorProx", "NashMP", "EGPO", "INPO", "MNPO", "MWU", "OMWU",
+__all__ = ["MPO", "MMD", "NashMD", "MirrorProx", "NashMP", "EGPO", "INPO", "MNPO", "MWU", "OMWU", "OGDA", "Extragradient", "EXACT_ONLY",
            "run", "Result", "RunState", "make", "get", "available", "record_points", "load_checkpoint",
            "prox_step", "mmd_step", "State"]

@@ -287,8 +287,9 @@ class SnapshotPolicy(Policy):
 
 
 def _unpickle(state, tokenizer, allowed_token_ids):
-    module = _MODULES.get(state["base_id"])
-    model = SnapshotModel(module, dict(state["tensors"]), state["kind"], state["base_id"])
+    # bound lazily, at first use: a resuming process calls adopt() after unpickling, and a module
+    # still registered under this id in the same process (an earlier run's) must not be taken
+    model = SnapshotModel(None, dict(state["tensors"]), state["kind"], state["base_id"])
     return SnapshotPolicy(model, tokenizer, allowed_token_ids=allowed_token_ids)
 
 
