@@ -639,8 +639,11 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "backend": be.state_dict() if hasattr(be, "state_dict") else None, "config": run_config,
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
+    # a data-parallel rank other than 0 reads a checkpoint but never writes one (rank 0 writes the
+    # state every rank holds): the backend says so (LLMBackend.writes_checkpoints)
+    save = _save if getattr(be, "writes_checkpoints", True) else (lambda *args: None)
     if path is not None and saved is None:
-        _save(path, payload(state, False), shared)  # unpicklable or unwritable state fails now, not after the work
+        save(path, payload(state, False), shared)  # unpicklable or unwritable state fails now, not after the work
 
     def do_record(st):
         m = _metrics(algo, be, st, average, exact)
@@ -686,13 +689,13 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
             if bar is not None and "duality_gap" in m:
                 bar.set_postfix(gap=f"{np.max(m['duality_gap']):.2e}", refresh=False)
             if path is not None and not every and t < end and not stop:
-                _save(path, payload(state, False), shared)
+                save(path, payload(state, False), shared)
         if path is not None and every and t % every == 0 and t < end and not stop:
-            _save(path, payload(state, False), shared)
+            save(path, payload(state, False), shared)
     if bar is not None:
         bar.close()
     if path is not None:
-        _save(path, payload(state, stop), shared)
+        save(path, payload(state, stop), shared)
     # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
     # matrix, B policies): the shared initial record is broadcast to the B games.
     hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}

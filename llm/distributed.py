@@ -171,15 +171,16 @@ class Parallel:
 
     @contextlib.contextmanager
     def training(self, live):
-        """For the block, ``live.model`` is the prepared module, so the realiser's forward passes go
-        through it and ``accelerator.backward`` all-reduces the gradients; afterwards the plain
-        module is back (snapshots, sampling and log-probs never see the wrapper). Identity for one
-        process."""
+        """For the block, ``live.model`` calls go through the prepared module (a :class:`Through`), so
+        the realiser's forward passes are DDP's and ``accelerator.backward`` all-reduces the gradients;
+        every attribute (config, parameters, peft methods) is still the plain module's. Afterwards the
+        plain module is back (snapshots, sampling and log-probs never see the wrapper). Identity for
+        one process."""
         if self.accelerator is None:
             yield live
             return
         inner = live.model
-        live.model = self.prepared(inner)
+        live.model = Through(self.prepared(inner), inner)
         try:
             yield live
         finally:
@@ -193,37 +194,77 @@ class Parallel:
         return f"Parallel(rank {self.rank} of {self.world_size}, {kind})"
 
 
+class Through:
+    """The plain module's attributes, the prepared (DDP/FSDP) module's forward and ``no_sync``.
+
+    ``Policy`` code reads ``model.config`` and friends, which a DDP wrapper hides; calls must go
+    through the wrapper for its gradient hooks to fire. :func:`plain` gives the plain module back.
+    """
+
+    def __init__(self, prepared: torch.nn.Module, inner: torch.nn.Module):
+        self.prepared = prepared
+        self.module = inner
+
+    def __call__(self, *args, **kwargs):
+        return self.prepared(*args, **kwargs)
+
+    def no_sync(self):
+        fn = getattr(self.prepared, "no_sync", None)
+        return fn() if fn is not None else contextlib.nullcontext()
+
+    def get_base_model(self):
+        """The transformers model inside (looked through by ``llm.models.forward_names``)."""
+        m = self.module
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    def __getattr__(self, name):  # only for names not found on the proxy itself
+        return getattr(self.module, name)
+
+
+def plain(module):
+    """The plain module under a :class:`Through` or a DDP wrapper (anything else unchanged)."""
+    if isinstance(module, Through):
+        return module.module
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module.module
+    return module
+
+
 #: one process: the identity (no accelerator, no collective calls)
 SINGLE = Parallel()
 
 
-def setup(*, cpu: bool | None = None, timeout_s: float = 120.0) -> Parallel:
+def setup(*, cpu: bool | None = None, timeout_s: float | None = None) -> Parallel:
     """The :class:`Parallel` of this process: :data:`SINGLE` unless a launcher started several.
 
     In a launched process (``accelerate launch`` or ``torchrun``: WORLD_SIZE > 1) this builds an
     ``accelerate.Accelerator`` — on the CPU with gloo when ``cpu`` is True or no CUDA device exists
     (the only way to get N CPU processes from ``accelerate launch`` is ``--multi_gpu`` plus
     ``cpu=True``), else one GPU per rank (DDP, or FSDP/DeepSpeed as the launch config says).
-    ``timeout_s`` bounds the rendezvous and every collective: a rank that cannot reach the others
-    fails with a RuntimeError naming the address, instead of waiting 30 minutes (torch's default).
+    ``timeout_s`` (default: $NASHLAB_DIST_TIMEOUT, else 120 s) bounds the rendezvous and every
+    collective: a rank that cannot reach the others fails naming the address, instead of waiting
+    30 minutes (torch's default).
 
-    Errors: ValueError for a malformed launcher environment (RANK/WORLD_SIZE/MASTER_PORT);
-    RuntimeError when the rendezvous cannot be reached. Nothing is written either way.
+    Errors (ValueError, naming the variable): a malformed launcher environment (RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT), or a rendezvous that no rank 0 answers within ``timeout_s``.
+    RuntimeError: accelerate started another number of processes than WORLD_SIZE. Nothing is
+    written in any case.
     """
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("NASHLAB_DIST_TIMEOUT", "120"))
     timeout_s = V.number(timeout_s, "timeout_s", low=0, low_open=True)
     if not launched():
         return SINGLE
     env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    world = V.integer(int(env["WORLD_SIZE"]), "WORLD_SIZE", low=1)
+    world = int(env["WORLD_SIZE"])  # launched() parsed it
     for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         if not env[key]:
-            raise ValueError(f"{key} is not set: start data-parallel runs with `accelerate launch` or `torchrun`, "
-                             "which set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for every process")
+            V.fail(key, env[key], "it must be set: start data-parallel runs with `accelerate launch` or `torchrun`, "
+                   "which set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for every process")
     try:
         rank, port = int(env["RANK"]), int(env["MASTER_PORT"])
     except ValueError:
-        raise ValueError(f"RANK = {env['RANK']!r} and MASTER_PORT = {env['MASTER_PORT']!r} must be integers "
-                         "(set by the launcher)") from None
+        V.fail("RANK, MASTER_PORT", (env["RANK"], env["MASTER_PORT"]), "they must be integers (set by the launcher)")
     if not 0 <= rank < world:
         V.fail("RANK", rank, f"it must lie in 0..{world - 1} (WORLD_SIZE = {world})")
     if not 0 < port < 65536:
@@ -238,10 +279,10 @@ def setup(*, cpu: bool | None = None, timeout_s: float = 120.0) -> Parallel:
     try:
         acc = Accelerator(cpu=bool(cpu), kwargs_handlers=[kwargs])
     except (RuntimeError, TimeoutError, OSError) as err:  # DistNetworkError/DistStoreError are RuntimeErrors
-        raise RuntimeError(
-            f"data-parallel rendezvous at {where} not reached within {timeout_s:g} s (rank {rank} of {world}): "
-            f"check that rank 0 is running and that MASTER_ADDR/MASTER_PORT are the same on every rank "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        V.fail("MASTER_ADDR:MASTER_PORT", where, f"no data-parallel rendezvous answered there within {timeout_s:g} s "
+               f"(rank {rank} of {world}; {why}); start every rank with the same address and port, rank 0 "
+               "included (accelerate launch / torchrun do)")
     if acc.num_processes != world:
         raise RuntimeError(f"WORLD_SIZE = {world} but accelerate started {acc.num_processes} process(es): on a "
                            "machine without GPUs launch with `accelerate launch --multi_gpu --num_processes N` "
