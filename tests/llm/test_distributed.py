@@ -1,8 +1,8 @@
 """Data-parallel training (DESIGN §9): 2 processes on the CPU (gloo over loopback) give the 1-process run.
 
 The same command — ``python -m experiments.train --backend llm`` on a tiny model and 4 text prompts —
-runs once in this process and once under ``torchrun --standalone --nproc_per_node 2`` (a free port
-every time; OMP_NUM_THREADS=1 per rank). Each rank samples, judges and fits its 2 prompts; DDP
+runs once in this process and under ``torchrun --standalone --nproc_per_node 2`` or ``accelerate launch
+--config_file examples/accelerate/cpu_gloo.yaml`` (a free port every time; OMP_NUM_THREADS=1 per rank). Each rank samples, judges and fits its 2 prompts; DDP
 sums the gradients. Losses, queries, sampled tokens, the KL/win-rate estimates and the final
 weights must agree, and a checkpoint written by 2 processes must resume in 1 process to the same
 result. Bad launches (a world size that does not divide the prompts, a rendezvous nobody answers)
@@ -81,6 +81,13 @@ def _torchrun(argv, nproc=2, timeout=240):
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def _accelerate(argv, timeout=240):
+    """``accelerate launch`` with the repository's CPU config (2 processes, gloo, a free port)."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "examples" / "accelerate" / "cpu_gloo.yaml"), "-m", "experiments.train", *argv]
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def _one_process(argv):
     train_script.main(argv)
 
@@ -141,8 +148,9 @@ def test_two_processes_give_the_one_process_run(model_dir, prompts_file, one_pro
 
 def test_checkpoint_of_two_processes_resumes_in_one(model_dir, prompts_file, one_process_run, tmp_path):
     out = tmp_path / "resumed"
-    p = _torchrun(_args(model_dir, prompts_file, out, 2))
+    p = _accelerate(_args(model_dir, prompts_file, out, 2))  # this time through accelerate's launcher
     assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["processes"] == 2
     # the same command, one process, to a total of 3 steps
     _one_process(_args(model_dir, prompts_file, out, 3, "--resume"))
     _assert_same_run(one_process_run, out)
