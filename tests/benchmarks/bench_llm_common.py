@@ -31,6 +31,8 @@ PROMPTS = [
 
 def smollm2_dir() -> Path:
     """A plain (non-quantized) HF folder of SmolLM2-135M-Instruct, converted from the GGUF once."""
+    if os.environ.get("NASHLAB_BENCH_MODEL"):  # another (e.g. tiny) model folder: smoke-testing the benchmarks
+        return Path(os.environ["NASHLAB_BENCH_MODEL"])
     out = CACHE / "smollm2-135m-instruct"
     if (out / "config.json").is_file():
         return out
@@ -93,6 +95,9 @@ def chat_ids(tok, texts):
     """Chat-templated prompt ids with the generation prompt (a list of id lists)."""
     out = []
     for t in texts:
+        if not getattr(tok, "chat_template", None):
+            out.append(list(tok(t)["input_ids"]))
+            continue
         enc = tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True)
         ids = enc["input_ids"] if not isinstance(enc, list) else enc
         out.append(list(ids))

@@ -61,7 +61,8 @@ def trl(args):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in bc.PROMPTS] * 2)
+    chat = bool(getattr(tok, "chat_template", None))  # a tiny smoke-test model has no chat template
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}] if chat else p} for p in bc.PROMPTS] * 2)
     peft_config = None
     if args.lora_r:
         from peft import LoraConfig
