@@ -26,6 +26,7 @@ import numbers
 import os
 import pickle
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from games import validation as V
 
 #: the checkpoint file format written by :func:`run` (a dict; see :func:`load_checkpoint`)
 FORMAT = 1
+#: without checkpoint_every, a checkpoint is written at the first record point this long after the last one
+CHECKPOINT_SECONDS = 30.0
 #: recorded on every backend with exact metrics (``backend.exact_metrics``; see :func:`run`)
 EXACT_METRICS = ("duality_gap", "regularized_gap", "average_gap")
 
@@ -148,7 +151,8 @@ def make_backend(game, backend="numpy", device=None, dtype=None):
                    "(give the game instead, or leave them out)")
         return game
     if isinstance(game, str):
-        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})", cls=V.WrongType)
+        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})",
+               cls=V.WrongType)
     V.choice(backend, "backend", ("numpy", "torch"))
     if backend == "numpy" and dtype is not None:
         # an integer dtype would round every log-probability: the policy never moves, gaps read 0
@@ -471,6 +475,8 @@ def _check_algorithm(algo):
 
 
 def _check_callbacks(callbacks):
+    if callbacks is None:
+        return ()
     if callable(callbacks):
         V.fail("callbacks", callbacks, "it must be a list or tuple of functions f(t, state, metrics); "
                "wrap a single one in a list: callbacks=[f]", cls=V.WrongType)
@@ -488,14 +494,18 @@ def _optional_bool(value, name):
 
 def _initial_policy(be, init):
     """The backend's start policy; its refusals of ``init`` are reported as being about ``init``."""
+    want = "it must be probabilities over the actions (an array; a pair (x, y) for a zero-sum game)"
+    if isinstance(init, (bool, str, bytes, numbers.Number, dict, set)) or callable(init):
+        V.fail("init", init, want, cls=V.WrongType)
     try:
         return be.initial_policy(init)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, IndexError) as e:  # IndexError: arrays of the wrong shape
         msg = str(e)
         if "init" in msg:
             raise
         cls = V.WrongType if isinstance(e, TypeError) else V.InvalidArgument
-        raise cls(f"init: {msg}") from None
+        shown = repr(init) if len(repr(init)) <= 80 else repr(init)[:77] + "..."
+        raise cls(f"init = {shown} is not allowed; {msg}") from None
 
 
 # -- the loop -------------------------------------------------------------------------------------------------
@@ -520,28 +530,33 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     backend has exact metrics (``backend.exact_metrics``, default True), plus every entry of
     ``backend.extra_metrics(policy)`` where the backend defines it. A duality gap needs Pπ
     (shared with the next step's query) and πᵀP: one extra pass over a preference matrix.
-    callbacks: a list of ``f(t, state, metrics)``, run at each record; one returning True stops
-    the run. until: stop once every game's duality gap is ≤ until (checked every step: the gap's
-    cost plus one device sync per step; needs exact metrics). average: keep the average iterate
-    (O(B·n); its probabilities are shared with the next step's query; default: on wherever the
-    backend has probabilities, i.e. not on an LLM).
+    callbacks: a list of ``f(t, state, metrics)`` (or None), run at each record; one returning
+    True stops the run. until: stop once every game's duality gap is ≤ until (checked every step:
+    the gap's cost plus one device sync per step; needs exact metrics). average: keep the average
+    iterate (O(B·n); its probabilities are shared with the next step's query; default: on wherever
+    the backend has probabilities, i.e. not on an LLM).
     state: continue an in-memory run (``result.state``) for ``steps`` MORE steps.
 
-    checkpoint: a file written atomically (pickle) at the start, every ``checkpoint_every`` steps
-    (default: at every record) and at the end; it holds the algorithm, its state, the history so
-    far, ``backend.state_dict()`` (RNGs, counters, model weights) where the backend has one,
-    torch's global RNG, and the configuration: ``config`` (the caller's dict, e.g. its command-line
-    flags), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
-    backend has one, ``init`` and ``average``. The path is checked before the first step (a
-    directory or an unwritable location is refused); an existing file is never overwritten by a
-    new run (FileExistsError). resume=True continues the run in ``checkpoint`` to a TOTAL of
-    ``steps`` iterations: re-issuing the same call after a kill finishes the same run, bit-identical
-    to an uninterrupted one, and ``result.history`` holds the records from before the checkpoint
-    too. A missing file is a FileNotFoundError; a checkpoint whose configuration differs from the
-    one given is refused naming the field (a resume continues a run, it does not change it); a
-    run that ``until`` or a callback ended is returned as it is; a larger ``steps`` extends a
-    finished run. as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as
-    the backend's arrays (tensors on their device); ``result.history`` is numpy either way.
+    checkpoint: a file, written atomically (pickle) before the first step, every
+    ``checkpoint_every`` steps (default: at the first record point :data:`CHECKPOINT_SECONDS`
+    after the previous save, so a fast run does not spend its time rewriting its history) and at
+    the end. It holds the bound algorithm, its state, the history so far, ``backend.state_dict()``
+    (RNGs, counters, model weights) where the backend has one, torch's global RNG, and the
+    configuration a resume must match: ``config`` (the caller's dict, e.g. its command-line flags;
+    leave out what may differ when the same run is re-issued: steps, resume, output paths,
+    progress), the algorithm's class and hyperparameters (as given and as resolved by ``bind``),
+    ``backend.fingerprint()`` where the backend has one, ``init`` and ``average``. The path is
+    checked before the first step (a directory or an unwritable location is refused), and an
+    existing file is never overwritten by a new run (FileExistsError).
+    resume=True continues the run in ``checkpoint`` to a TOTAL of ``steps`` iterations: re-issuing
+    the same call after a kill finishes the same run, bit-identical to an uninterrupted one, and
+    ``result.history`` holds the records from before the checkpoint too. A missing file is a
+    FileNotFoundError; a file that is not a checkpoint, or one whose configuration differs from
+    the one given, is refused naming the path and the field (a resume continues a run, it does
+    not change it). A run that ``until`` or a callback ended is returned as it is; a larger
+    ``steps`` extends a finished run.
+    as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as the backend's
+    arrays (tensors on their device); ``result.history`` is numpy either way.
 
     Every argument is checked before the first step; refusals are ValueError (TypeError too for a
     value of the wrong kind) naming the argument.
@@ -639,11 +654,18 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "backend": be.state_dict() if hasattr(be, "state_dict") else None, "config": run_config,
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
+    last_save = [time.monotonic()]
     # a data-parallel rank other than 0 reads a checkpoint but never writes one (rank 0 writes the
     # state every rank holds): the backend says so (LLMBackend.writes_checkpoints)
-    save = _save if getattr(be, "writes_checkpoints", True) else (lambda *args: None)
+    writer = bool(getattr(be, "writes_checkpoints", True))
+
+    def save(st, stop=False):
+        if writer:
+            _save(path, payload(st, stop), shared)
+        last_save[0] = time.monotonic()
+
     if path is not None and saved is None:
-        save(path, payload(state, False), shared)  # unpicklable or unwritable state fails now, not after the work
+        save(state)  # unpicklable or unwritable state fails now, not after the work
 
     def do_record(st):
         m = _metrics(algo, be, st, average, exact)
@@ -688,14 +710,15 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 next_rec += 1
             if bar is not None and "duality_gap" in m:
                 bar.set_postfix(gap=f"{np.max(m['duality_gap']):.2e}", refresh=False)
-            if path is not None and not every and t < end and not stop:
-                save(path, payload(state, False), shared)
+            if (path is not None and not every and t < end and not stop
+                    and time.monotonic() - last_save[0] >= CHECKPOINT_SECONDS):
+                save(state)
         if path is not None and every and t % every == 0 and t < end and not stop:
-            save(path, payload(state, False), shared)
+            save(state)
     if bar is not None:
         bar.close()
     if path is not None:
-        save(path, payload(state, stop), shared)
+        save(state, stop)
     # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
     # matrix, B policies): the shared initial record is broadcast to the B games.
     hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}

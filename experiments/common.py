@@ -103,13 +103,36 @@ class Base:
         results can be read (--plot-only) or written (--out) and the figures written (--figures).
         Directories are created only once every other check has passed."""
         self.check()
+        dirs = [(self.figures, "--figures")]
         if self.plot_only:
             if not self.csv_path.is_file():
                 raise FileNotFoundError(f"--plot-only: no results at {self.csv_path}; run the experiment first "
                                         "(without --plot-only), or give the --out it wrote to")
         else:
-            V.writable_dir(self.out, "--out")
-        V.writable_dir(self.figures, "--figures")
+            dirs.insert(0, (self.out, "--out"))
+        for path, flag in dirs:  # every directory checked before any is created
+            _could_create(path, flag)
+        for path, flag in dirs:
+            V.writable_dir(path, flag)
+
+
+def _could_create(path, flag: str):
+    """Refuse (naming ``flag``) a directory path that is empty, names a file, or lies under a file or
+    an unwritable directory — without creating anything."""
+    if path is None or not str(path).strip():
+        V.fail(flag, path, "it must be a directory path", cls=V.WrongType)
+    p = Path(path).absolute()
+    if p.exists():
+        if not p.is_dir():
+            V.fail(flag, str(path), "it exists and is not a directory")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        V.fail(flag, str(path), f"{parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        V.fail(flag, str(path), f"{parent} is not writable, so the directory cannot be made")
 
 
 def _parse_value(text: str):
@@ -209,6 +232,12 @@ def parse(config_cls, argv=None, description: str | None = None):
     for name, flag in nonempty:
         if name in given and not given[name]:
             raise UsageError(f"{flag} = (nothing) is not allowed; give at least one value")
+    for name, v in given.items():
+        if isinstance(v, list):  # a value given twice would run (and draw) the same thing twice
+            twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+            if twice is not None:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} = {twice!r} is not allowed; it is given twice (give each value once)")
     values = dict(defaults)
     if given.get("quick", False):
         values.update(config_cls.QUICK)
@@ -233,7 +262,8 @@ def parse_hparams(items, algos=None, flag: str = "--hparams") -> dict:
         if not name:
             V.fail(flag, item, "each value must be key=value (or algo.key=value); the key is empty")
         if algo is not None and algos is not None and algo not in algos:
-            V.fail(flag, item, f"{algo!r} is not one of the algorithms run: {', '.join(algos)}")
+            V.fail(flag, item, f"{algo!r} is not one of the algorithms run: {', '.join(algos)}" if algos else
+                   "this script runs one algorithm: give key=value, without an algorithm's name")
         if name in out.get(algo, {}):
             V.fail(flag, item, f"{key} is given twice; give each hyperparameter once")
         out.setdefault(algo, {})[name] = _parse_value(value)

@@ -43,33 +43,37 @@ class Config(common.Base):
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
     steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)")
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
-    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
-    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
-    # --backend llm (None: the default said in the help)
+    init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)",
+                    choices=("reference", "random"))
+    record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)",
+                      low=0)
+    # --backend llm (None: the default said in the help; numbers given for them are checked in llm.train)
     model: str = arg("", "llm: a local causal-LM directory or .gguf file (with --prompts: a real model on text; alone: a "
                      "model built for the game's world; neither: a tiny random LM in the world)")
     prompts: str = arg("", "llm: text prompts, a JSONL/JSON/CSV/Parquet file or a saved datasets folder (needs --model)")
     prompt_column: str = arg("prompt", "llm: the prompts' text column (or chat 'messages')")
     oracle: str = arg("", "llm: preference oracle spec (llm.oracles.from_spec): annotators, reward:DIR, preference:DIR, "
                       "judge:PATH, mix:..., matrix (default: matrix in the world, annotators on a real model)")
-    realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)")
-    lora_r: int = arg(None, "llm: LoRA rank (default: full fine-tuning)")
+    realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)",
+                        choices=("regression", "pg"))
+    lora_r: int = arg(None, "llm: LoRA rank >= 1 (default: full fine-tuning)")
     save_adapter: bool = arg(False, "llm: save the LoRA adapter to OUT/final instead of the merged model")
-    lr: float = arg(None, "llm: learning rate of the realiser's optimiser (default: the realiser's safe default)")
-    optimizer: str = arg(None, "llm: the realiser's optimiser, e.g. adamw or lbfgs (default: lbfgs in the world, the "
-                               "realiser's default on a real model)")
+    lr: float = arg(None, "llm: learning rate > 0 of the realiser's optimiser (default: the realiser's safe default)")
+    optimizer: str = arg(None, "llm: the realiser's optimiser: adamw, sgd or lbfgs (default: lbfgs in the world, "
+                               "adamw on a real model)")
     k: int = arg(None, "llm: optimiser steps (lbfgs: evaluations) per realised step (default: the realiser's)")
     samples: int = arg(None, "llm: responses sampled per prompt, >= 2 (default: 16 in the world, 4 on a real model)")
-    opponents: int = arg(None, "llm: samples of the opponent per prompt when it is not the sampling policy "
-                               "(default: --samples)")
+    opponents: int = arg(None, "llm: fresh opponent samples per prompt (default: 1024 in the world; on a real model "
+                               "the step's own samples, leave-one-out)")
     prompts_per_step: int = arg(None, "llm: prompts per step (default: all)")
     max_new_tokens: int = arg(None, "llm: response length limit on a real model (default: 32)")
-    temperature: float = arg(1.0, "llm: sampling temperature")
-    top_p: float = arg(1.0, "llm: nucleus sampling mass")
-    dtype: str = arg(None, "llm: float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)")
+    temperature: float = arg(1.0, "llm: sampling temperature", low=0, low_open=True)
+    top_p: float = arg(1.0, "llm: nucleus sampling mass", low=0, high=1, low_open=True)
+    dtype: str = arg(None, "llm: the weights' dtype: float32, bfloat16 or float16 (default: float32; on CUDA the "
+                           "computation runs under bfloat16 autocast)")
     device: str = arg(None, "llm: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    response_len: int = arg(1, "llm: response length in the enumerable world")
-    checkpoint_every: int = arg(10, "llm: steps between checkpoints")
+    response_len: int = arg(1, "llm: response length in the enumerable world", low=1)
+    checkpoint_every: int = arg(10, "llm: steps between checkpoints", low=1)
     resume: bool = arg(False, "llm: continue the run whose checkpoint is in --out (the same command, re-issued)")
 
     NAME = "train"
@@ -81,39 +85,34 @@ class Config(common.Base):
         return Path(self.out) / f"train_{self.algo}_{game}_s{self.seed}.csv"
 
 
-#: flags of --backend llm, and of --backend exact only (each refused on the other backend)
-LLM_FLAGS = ("model", "prompts", "prompt_column", "oracle", "realiser", "lora_r", "save_adapter", "lr", "optimizer",
-             "k", "samples", "opponents", "prompts_per_step", "max_new_tokens", "temperature", "top_p", "dtype",
-             "device", "response_len", "checkpoint_every", "resume")
-EXACT_FLAGS = ("init", "record", "game_args")
+        common.check_algorithms([self.algo], "--algo")
+        V.choice(self.game.strip().lower().replace("-", "_"), "--game", games.available())
+        given = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+        other = EXACT_ONLY if self.backend == "llm" else [f.name for f in dataclasses.fields(self)
+                                                          if f.metadata.get("help", "").startswith("llm:")]
+        wrong = [f"--{n.replace('_', '-')}" for n in other if n in given]
+        if wrong:
+            verb = "applies" if len(wrong) == 1 else "apply"
+            other_backend = "exact" if self.backend == "llm" else "llm"
+            V.fail(wrong[0], getattr(self, wrong[0][2:].replace("-", "_")),
+                   f"{', '.join(wrong)} {verb} to --backend {other_backend} only; this run uses --backend {self.backend}")
+        hp = common.parse_hparams(self.hparams, (), "--hparams").get(None, {})
+        common.build_algorithms([self.algo], (), "--hparams", base=hp)
+        if self.backend == "exact":
+            game_kwargs(self)  # builds the game: a bad --game-args value is refused now
+        else:
+            from llm.train import check
+
+            check(llm_config(self))  # the LLM flags, --out against --resume, the model and prompts paths
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+#: flags that only --backend exact reads
+EXACT_ONLY = ("init", "record", "game_args")
 
 
-def other_backend_flags(cfg: Config) -> list[str]:
-    """Flags given (not at their defaults) that belong to the other backend."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-    names = LLM_FLAGS if cfg.backend == "exact" else EXACT_FLAGS
-    return [_flag(n) for n in names if getattr(cfg, n) != defaults[n]]
-
-
-def _typed(value, flag: str, kind):
-    """A flag whose default is None arrives as text: convert it, or say what is wrong."""
-    if value is None or not isinstance(value, str):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
-        from games import validation
-
-        validation.fail(flag, value, f"it must be {'an integer' if kind is int else 'a number'}")
-
-def run_exact(cfg: Config) -> list:
-    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
+def game_kwargs(cfg: Config) -> dict:
+    """The game's keyword arguments from --game-args (and --seed for a game drawn at random); the
+    game is built once to check them, so errors name --game-args before any work."""
     import inspect
 
     import algorithms
@@ -131,13 +130,23 @@ def run_exact(cfg: Config) -> list:
     return common.history_rows(res, game=name, seed=cfg.seed)
 
 
-def run_llm(cfg: Config) -> list:
-    """The LLM backend (llm.train): a real model on text prompts, or the game's enumerable world."""
-    from llm.train import LLMTrainConfig, train
+def _typed(value, flag: str, kind):
+    """A flag whose default is None arrives as text: convert it, or say what is wrong."""
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        V.fail(flag, value, f"it must be {'an integer' if kind is int else 'a number'}", cls=V.WrongType)
 
-    tc = LLMTrainConfig(
+
+def llm_config(cfg: Config):
+    """The LLM run's configuration (llm.train.LLMTrainConfig) from the flags."""
+    from llm.train import LLMTrainConfig
+
+    return LLMTrainConfig(
         algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=cfg.out, seed=cfg.seed,
-        hparams=common.parse_hparams(cfg.hparams).get(None, {}), model=cfg.model or None,
+        hparams=common.parse_hparams(cfg.hparams, (), "--hparams").get(None, {}), model=cfg.model or None,
         prompts=cfg.prompts or None, prompt_column=cfg.prompt_column, oracle=cfg.oracle or None,
         response_len=cfg.response_len, realiser=cfg.realiser, optimizer=cfg.optimizer,
         lr=_typed(cfg.lr, "--lr", float), k=_typed(cfg.k, "--k", int), samples=_typed(cfg.samples, "--samples", int),
@@ -147,7 +156,13 @@ def run_llm(cfg: Config) -> list:
         top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype, device=cfg.device,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, save_adapter=cfg.save_adapter,
         progress=sys.stderr.isatty())
-    rows, summary, *_ = train(tc)
+
+
+def run_llm(cfg: Config) -> list:
+    """The LLM backend (llm.train): a real model on text prompts, or the game's enumerable world."""
+    from llm.train import train
+
+    rows, summary, *_ = train(llm_config(cfg))
     if not summary["main"]:  # data-parallel rank > 0: rank 0 writes the results and prints the summary
         raise SystemExit(0)
     t = summary["timings"]
@@ -170,26 +185,16 @@ def summary(rows: common.Rows) -> str:
     return "\n".join(lines)
 
 
-def _fail(message: str):
-    """One line on stderr and exit status 2 (a usage error), no traceback."""
-    print(f"train: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv=None):
-    cfg = common.parse(Config, argv)
-    if cfg.backend not in BACKENDS:
-        _fail(f"--backend = {cfg.backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
-    wrong = other_backend_flags(cfg)
-    if wrong:
-        _fail(f"{', '.join(wrong)} apply to --backend {'llm' if cfg.backend == 'exact' else 'exact'} only, not to "
-              f"--backend {cfg.backend}")
+    """Parse and check every flag before any work; refusals are one line on stderr, exit status 2."""
+    return common.cli("train", _main, argv)
+
+
+def _main(argv):
+    cfg = common.parse_and_check(Config, argv)
     with common.Timer() as t:
         if not cfg.plot_only:
-            try:
-                rows = BACKENDS[cfg.backend](cfg)
-            except (ValueError, FileNotFoundError, FileExistsError) as e:  # the message says what is valid
-                _fail(str(e))
+            rows = BACKENDS[cfg.backend](cfg)
             if not rows or not np.all([len(r) == len(common.COLUMNS) for r in rows]):
                 raise RuntimeError(f"backend {cfg.backend!r} returned malformed rows")
             common.write_csv(cfg.csv_path, rows)

@@ -28,11 +28,16 @@ from .sampling import (
     sample_mixture,
 )
 from .world import EnumerableWorld
+from .evaluate import Tournament, WinRate, tournament, win_rate
 from .backend import LLMBackend, LLMConfig, Mixture
 
 __all__ = [
     "Annotator",
     "AnnotatorPopulation",
+    "Tournament",
+    "WinRate",
+    "tournament",
+    "win_rate",
     "CountingOracle",
     "JudgeOracle",
     "PreferenceModelOracle",

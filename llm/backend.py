@@ -226,6 +226,9 @@ class LLMBackend:
     """
 
     lipschitz = 0.5  # preferences lie in [0, 1]; the world's own value when there is one
+    #: metrics that measure wall-clock time: the only entries of extra_metrics that differ between a
+    #: resumed and an uninterrupted run (everything else is bit-identical)
+    TIMING_METRICS = ("seconds", "sampling_s", "oracle_s", "logprobs_s", "fit_s")
 
     def __init__(self, policy: Policy, oracle=None, prompts=None, world=None, config: LLMConfig | None = None,
                  parallel=None):
@@ -350,10 +353,13 @@ class LLMBackend:
 
         before = getattr(self.oracle, "queries", 0)
         gen = make_generator(12345, self.live.device)
+        spent = self.timings.sampling
         ys = self._sample(self.live, [self.prompt_ids[0]] * 6, generator=gen, count=False)
+        self.timings.sampling = spent  # a validation is not the run's time either
         texts = list(dict.fromkeys(self._decode(ys)))
-        if len(texts) < 2 and self.world is not None:  # a peaked start: take listed responses instead
-            texts = list(dict.fromkeys(self._decode(self.world.responses[:6])))
+        if len(texts) < 2:  # a peaked model: listed responses (world) or two fixed different texts
+            extra = self.world.responses[:6] if self.world is not None else None
+            texts = list(dict.fromkeys(texts + (self._decode(extra) if extra else ["Yes.", "No, I do not think so."])))
         if len(texts) >= 2:
             a, b = texts[:-1], texts[1:]
             check_antisymmetric(self.oracle, [self.prompt_texts[0]] * len(a), a, b)

@@ -185,6 +185,12 @@ class SnapshotModel:
 
     training = False  # a frozen value is always evaluated in eval mode
 
+    def get_base_model(self) -> torch.nn.Module:
+        """The transformers model inside (what keyword sniffing such as ``forward_names`` inspects);
+        never call it directly: it holds the live weights, not this snapshot's."""
+        base = self.base
+        return base.get_base_model() if hasattr(base, "get_base_model") else base
+
     def eval(self):
         return self
 

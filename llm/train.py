@@ -49,8 +49,9 @@ class LLMTrainConfig:
 
     samples: responses per prompt (None: 16 in the world, 4 on a real model); max_new_tokens: None =
     the world's response length, else 32; lr / k / optimizer: the realiser's (None: its defaults);
-    lora_r: LoRA rank (None: full fine-tuning); dtype: float32 | bfloat16 | float16 (None: float32 on
-    CPU, bfloat16 on CUDA); device: "cpu", "cuda", ... (None: cuda if available).
+    lora_r: LoRA rank (None: full fine-tuning); dtype: the weights' float32 | bfloat16 | float16 (None:
+    float32; on CUDA the backend then runs under bfloat16 autocast); device: "cpu", "cuda", ... (None:
+    cuda if available).
     """
 
     algo: str = "mpo"
@@ -124,6 +125,12 @@ def check(cfg: LLMTrainConfig) -> Path:
         if not Path(cfg.model).exists():
             raise FileNotFoundError(f"--model = {str(cfg.model)!r}: no such file or directory (a local model directory "
                                     "or .gguf file; nothing is downloaded)")
+        from .models import _resolve
+
+        try:  # a directory without config.json or a .gguf, or a file that is not .gguf: refused in no time
+            _resolve(cfg.model)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"--model: {e}") from None
     if cfg.prompts is not None:
         if cfg.model is None:
             V.fail("--prompts", cfg.prompts, "text prompts need a real model: give --model PATH too")
@@ -171,7 +178,10 @@ def _device_dtype(cfg, parallel=None):
     device = torch.device(cfg.device) if cfg.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if parallel is not None and parallel.device is not None and not cfg.device:
         device = parallel.device  # data-parallel: the device accelerate gave this rank (cuda:LOCAL_RANK or cpu)
-    dtype = DTYPES[cfg.dtype] if cfg.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    # float32 weights by default, also on CUDA, where the backend computes in bfloat16 under autocast:
+    # AdamW's per-step change (~lr = 5e-6 of a weight) is far below bfloat16's resolution (2^-8), so
+    # bfloat16 *weights* would silently not train; --dtype bfloat16 is for inference-sized budgets
+    dtype = DTYPES[cfg.dtype] if cfg.dtype else torch.float32
     return device, dtype
 
 

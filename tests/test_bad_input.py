@@ -229,7 +229,7 @@ RUN_BAD = [  # (keyword arguments, exception class, pattern the message must con
     (dict(record={"every": 2}), TypeError, r"record = "), (dict(record=[[1, 2]]), TypeError, r"record = "),
     (dict(callbacks=_f), TypeError, r"callbacks = .*callbacks=\[f\]"),
     (dict(callbacks=[_f, 3]), TypeError, r"callbacks\[1\] = 3"), (dict(callbacks=3), TypeError, r"callbacks = 3"),
-    (dict(callbacks="f"), TypeError, r"callbacks = 'f'"),
+    (dict(callbacks="f"), TypeError, r"callbacks = 'f'"), (dict(callbacks={_f}), TypeError, r"callbacks = "),
     (dict(until=float("nan")), ValueError, r"until = nan"), (dict(until=-1e-3), ValueError, r"until = -0\.001"),
     (dict(until=float("inf")), ValueError, r"until = inf"), (dict(until="1e-3"), TypeError, r"until = '1e-3'"),
     (dict(progress="yes"), TypeError, r"progress = 'yes'"), (dict(average=1), TypeError, r"average = 1"),
@@ -388,6 +388,7 @@ MISMATCH = [  # (what the resumed call changes, the field the refusal names)
     (dict(config={"seed": 0, "lr": 0.1}), r"lr is '<absent>' there but 0\.1 now"),
     (dict(init=[0.2, 0.3, 0.5]), r"init is None there but \[0\.2, 0\.3, 0\.5\] now"),
     (dict(average=False), r"average is True there but False now"),
+    (dict(game=games.PreferenceGame(P3, reference=[0.5, 0.25, 0.25])), r"backend\.game_sha256"),  # another reference
 ]
 
 
@@ -439,6 +440,8 @@ CLI_BAD = [  # (script, flags, the start of the one-line message after "SCRIPT: 
     ("convergence", ["--hparams", "eta"], "--hparams = 'eta' is not allowed"),
     ("convergence", ["--hparams", "mpo.beta=1"], "--hparams mpo.beta=1: MPO got an unexpected hyperparameter"),
     ("convergence", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("convergence", ["--algorithms", "mpo", "omwu", "mpo"], "--algorithms = 'mpo' is not allowed; it is given twice"),
+    ("scaling", ["--sizes", "3", "10", "3"], "--sizes = 3 is not allowed; it is given twice"),
     ("last_vs_average", ["--random-games", "0"], "--random-games = 0 is not allowed"),
     ("last_vs_average", ["--algorithms", "mwu", "dpo"], "--algorithms = 'dpo' is not allowed"),
     ("scaling", ["--sizes", "0"], "--sizes = 0 is not allowed"),
@@ -465,6 +468,7 @@ CLI_BAD = [  # (script, flags, the start of the one-line message after "SCRIPT: 
     ("train", ["--record", "-2"], "--record = -2 is not allowed"),
     ("train", ["--hparams", "eta=1", "eta=2"], "--hparams = 'eta=2' is not allowed; eta is given twice"),
     ("train", ["--hparams", "eta=-1"], "--hparams eta=-1: MPO"),
+    ("train", ["--hparams", "mpo.eta=0.1"], "--hparams = 'mpo.eta=0.1' is not allowed; this script runs one algorithm"),
     ("train", ["--game", "random", "--game-args", "n=1"], "--game-args n=1:"),
     ("train", ["--game", "random", "--game-args", "n=4", "n=5"], "--game-args = 'n=5' is not allowed"),
     ("train", ["--backend", "exact", "--model", "m", "--oracle", "reward"], "--model = 'm' is not allowed"),
@@ -517,15 +521,18 @@ def test_cli_unwritable_out_is_refused_before_any_run(tmp_path, capsys, monkeypa
     from experiments import convergence
 
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where the default --out (results/) would be made
     ran = []
     monkeypatch.setattr(convergence, "run", lambda cfg: ran.append(cfg) or [])
-    for flag in ("--out", "--figures"):
+    for flag, value in (("--out", str(tmp_path / "afile" / "sub")), ("--figures", str(tmp_path / "afile")),
+                        ("--out", ""), ("--figures", " ")):
         with pytest.raises(SystemExit) as e:
-            convergence.main(["--quick", flag, str(tmp_path / "afile" / "sub")])
+            convergence.main(["--quick", flag, value])
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith(f"convergence: {flag} = ") and err.count("\n") == 1, err
-    assert not ran
+    assert not ran and not list((tmp_path / "cwd").iterdir())  # no directory made for a refused run
 
 
 def test_cli_plot_only_without_results(tmp_path, capsys):
@@ -578,3 +585,21 @@ def test_cli_garbage_hyperparameters_are_accepted_or_refused_in_one_line(key, va
     finally:
         convergence.run = orig
     assert not started  # --plot-only: never runs, whatever the hyperparameters
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=5), st.lists(st.integers(-3, 8), max_size=4), st.lists(st.floats(0, 1), max_size=4),
+                 st.just(_f), st.just(algorithms.MPO), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["steps", "record", "until", "callbacks", "progress", "average", "init", "checkpoint_every",
+                        "resume", "as_numpy", "config"]), _ANY)
+def test_run_garbage_arguments_are_accepted_or_refused_with_a_value_error(name, value):
+    """Random values for any argument of run(): a run, or a ValueError that names the argument."""
+    kw = {"steps": 3, name: value}
+    steps = kw.pop("steps")
+    try:
+        algorithms.run(algorithms.MWU(), G3, steps, **kw)
+    except ValueError as e:  # validation errors (WrongType is a ValueError too)
+        assert name in str(e) or (name == "init" and "policy" in str(e)), str(e)

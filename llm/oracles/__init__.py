@@ -20,11 +20,11 @@ from .matrix import MatrixOracle, validate_preference_matrix
 from .mixture import MixtureOracle
 from .preference import PreferenceModelOracle, SkewHead
 from .reward import RewardModelOracle
-from .spec import from_spec, parse_spec
+from .spec import SPEC_HELP, from_spec, parse_spec
 
 __all__ = [
     "Annotator", "AnnotatorPopulation", "CountedOracle", "CountingOracle", "JudgeOracle", "KEYWORDS",
     "MatrixOracle", "MixtureOracle", "PreferenceModelOracle", "PreferenceOracle", "RewardModelOracle",
-    "SYSTEM_PROMPT", "SkewHead", "TextEmbedder", "as_oracle", "check_antisymmetric", "check_texts",
+    "SPEC_HELP", "SYSTEM_PROMPT", "SkewHead", "TextEmbedder", "as_oracle", "check_antisymmetric", "check_texts",
     "default_annotators", "from_spec", "minilm_path", "parse_spec", "validate_preference_matrix",
 ]

@@ -61,8 +61,9 @@ class TextEmbedder:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True, dtype=torch.float32).eval()
-        except (OSError, ValueError, KeyError) as e:
-            raise ValueError(f"embedder = {str(self.path)!r} could not be loaded as an encoder with a tokenizer ({e})") from None
+        except Exception as e:  # transformers/safetensors raise many types for broken files
+            raise ValueError(f"embedder = {str(self.path)!r} could not be loaded as an encoder with a tokenizer "
+                             f"({type(e).__name__}: {e})") from None
         if device is not None:
             self.model = self.model.to(device)
         self.dim = int(self.model.config.hidden_size)
@@ -71,18 +72,19 @@ class TextEmbedder:
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, dim) float32 CPU embeddings."""
-        todo = sorted({t for t in texts if t not in self._cache})
-        for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i:i + self.batch_size]
-            for t, e in zip(chunk, self._embed(chunk)):
-                if len(self._cache) >= self.cache_size:
-                    self._cache.clear()
-                self._cache[t] = e
         if not texts:
             return torch.zeros(0, self.dim)
-        missing = [t for t in texts if t not in self._cache]  # cache_size smaller than the batch
-        extra = dict(zip(missing, self._embed(missing))) if missing else {}
-        return torch.stack([self._cache[t] if t in self._cache else extra[t] for t in texts])
+        todo = sorted({t for t in texts if t not in self._cache})
+        fresh = {}
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
+            fresh.update(zip(chunk, self._embed(chunk)))
+        out = torch.stack([fresh[t] if t in fresh else self._cache[t] for t in texts])
+        for t, e in fresh.items() if self.cache_size else ():
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()  # simple bound: long runs see new responses all the time
+            self._cache[t] = e
+        return out
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device

@@ -38,6 +38,9 @@ JUDGE_MEASUREMENTS = {}
 def letter_id(tokenizer, letter: str) -> int:
     """The single token id of ``letter`` (ValueError when the tokenizer splits it)."""
     ids = tokenizer.encode(letter, add_special_tokens=False)
+    if len(ids) == 1 and ids[0] == getattr(tokenizer, "unk_token_id", None):
+        raise ValueError(f"JudgeOracle: the answer letter {letter!r} is not in the tokenizer's vocabulary (it maps "
+                         "to the unknown token); pass letters= that the tokenizer knows")
     if len(ids) != 1:
         raise ValueError(f"JudgeOracle: the answer letter {letter!r} is {len(ids)} tokens {ids} under this "
                          "tokenizer; the judge reads one next-token probability per letter, so each letter "
@@ -51,6 +54,7 @@ class JudgeOracle(CountingOracle):
     model, tokenizer: a causal LM and its tokenizer (its chat template is used when it has one,
     with ``system`` as the system turn; otherwise the system prompt and the question are joined as
     plain text ending in "Answer:"). letters: the two answer letters, each a single token.
+    answer_prefix: text the assistant turn starts with (the letters are read right after it).
     ``JudgeOracle.load(PATH)`` loads a local model directory or a .gguf file (``llm.models.load_model``).
     Errors: ValueError for multi-token letters, or an input longer than the model's context.
     """
@@ -58,7 +62,7 @@ class JudgeOracle(CountingOracle):
     dtype = torch.float32
 
     def __init__(self, model, tokenizer, *, system: str = SYSTEM_PROMPT, letters: Sequence[str] = ("A", "B"),
-                 batch_size: int = 8, template: str = USER_TEMPLATE):
+                 batch_size: int = 8, template: str = USER_TEMPLATE, answer_prefix: str = ""):
         super().__init__()
         if len(letters) != 2 or letters[0] == letters[1]:
             fail("letters", letters, "it must be two different letters", "JudgeOracle")
@@ -67,7 +71,7 @@ class JudgeOracle(CountingOracle):
         self.letter_ids = (letter_id(tokenizer, letters[0]), letter_id(tokenizer, letters[1]))
         if self.letter_ids[0] == self.letter_ids[1]:
             fail("letters", letters, "the two letters map to the same token", "JudgeOracle")
-        self.system, self.template = system, template
+        self.system, self.template, self.answer_prefix = system, template, str(answer_prefix)
         self.batch_size = integer(batch_size, "batch_size", low=1, where="JudgeOracle")
         ids = [getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0]
         self._pad = next(int(i) for i in ids if isinstance(i, int))
@@ -77,18 +81,23 @@ class JudgeOracle(CountingOracle):
         """Load a local causal LM (directory or .gguf) and its tokenizer as a judge."""
         from ..models import load_model, load_tokenizer
 
-        model = load_model(path, **({"dtype": dtype} if dtype is not None else {}))
-        if device is not None:
-            model = model.to(device)
-        return cls(model, load_tokenizer(path), **kwargs)
+        try:
+            model, tokenizer = load_model(path, dtype=dtype, device=device), load_tokenizer(path)
+        except (FileNotFoundError, ImportError):
+            raise
+        except Exception as e:  # transformers/safetensors raise many types for broken files
+            raise ValueError(f"judge = {str(path)!r} could not be loaded as a causal LM with a tokenizer "
+                             f"({type(e).__name__}: {e})") from None
+        return cls(model, tokenizer, **kwargs)
 
     def render(self, prompt: str, first: str, second: str) -> str:
         """The judge's input text for one ordered pair."""
         user = self.template.format(prompt=prompt, first=first, second=second)
         if getattr(self.tokenizer, "chat_template", None):
             msgs = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
-            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        return f"{self.system}\n\n{user}\nAnswer:"
+            text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            return text + self.answer_prefix
+        return f"{self.system}\n\n{user}\nAnswer:{self.answer_prefix}"
 
     @torch.no_grad()
     def p_first(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
@@ -110,6 +119,25 @@ class JudgeOracle(CountingOracle):
             two = last[:, list(self.letter_ids)].float()
             out.append(torch.softmax(two, -1)[:, 0].double().cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    def diagnose(self, prompts: Sequence[str], good: Sequence[str], bad: Sequence[str]) -> dict:
+        """Position bias and agreement on pairs whose better response is known (uncounted).
+
+        position_bias: mean P(first letter) over both orders − ½ (0 = none, +½ = always "A");
+        inconsistent: share of pairs where the judge picks the same *letter* in both orders;
+        agreement_single: share of single-order judgements that pick the better response;
+        agreement: share of pairs with symmetrised P(good ≻ bad) > ½; mean_p_good: its mean.
+        """
+        n = len(good)
+        p = self.p_first(list(prompts) * 2, list(good) + list(bad), list(bad) + list(good))
+        good_first, bad_first = p[:n], p[n:]  # P("A") with good shown first / bad shown first
+        sym = 0.5 * (good_first + 1 - bad_first)
+        return {"pairs": n,
+                "position_bias": float(p.mean() - 0.5),
+                "inconsistent": float(((good_first > 0.5) == (bad_first > 0.5)).double().mean()),
+                "agreement_single": float(torch.cat([good_first > 0.5, bad_first < 0.5]).double().mean()),
+                "agreement": float((sym > 0.5).double().mean()),
+                "mean_p_good": float(sym.mean())}
 
     def _prob(self, prompts, a, b):
         n = len(a)

