@@ -21,6 +21,7 @@ enumerable world of the game, whose exact duality gap is recorded. Checkpointed 
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,17 @@ from experiments import common  # noqa: E402  (first: it limits BLAS threads bef
 import numpy as np
 
 from experiments.common import arg
+from games import validation as V
 
 
 @dataclass
 class Config(common.Base):
-    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)")
+    backend: str = arg("exact", "where the algorithm runs: exact (known preference matrix) or llm (a causal LM)",
+                       choices=("exact", "llm"))
     algo: str = arg("mpo", "algorithm (algorithms.available(); aliases such as sppo, onpo, nash_mp work)")
     game: str = arg("cyclic3", "game name (games.available())")
     game_args: tuple = arg((), "game keyword arguments as key=value, e.g. n=50 (a game with a seed takes --seed)")
-    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)")
+    steps: int = arg(0, "iterations (0: the backend's default, 5000 exact / 100 llm; --quick: 300 / 30)", low=0)
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
     init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)",
                     choices=("reference", "random"))
@@ -84,6 +87,10 @@ class Config(common.Base):
         game = Path(self.prompts).stem if self.backend == "llm" and self.prompts else self.game
         return Path(self.out) / f"train_{self.algo}_{game}_s{self.seed}.csv"
 
+    def check(self):
+        """Names, hyperparameters and flag combinations, before any work (the LLM backend checks
+        its own flags in llm.train, also before any step)."""
+        import games
 
         common.check_algorithms([self.algo], "--algo")
         V.choice(self.game.strip().lower().replace("-", "_"), "--game", games.available())
@@ -115,14 +122,25 @@ def game_kwargs(cfg: Config) -> dict:
     game is built once to check them, so errors name --game-args before any work."""
     import inspect
 
-    import algorithms
     import games
 
-    kwargs = common.parse_hparams(cfg.game_args).get(None, {})
+    kwargs = common.parse_hparams(cfg.game_args, (), "--game-args").get(None, {})
     fn = games.catalogue.BUILTIN.get(cfg.game)
     if fn is not None and "seed" in inspect.signature(fn).parameters:
         kwargs.setdefault("seed", cfg.seed)
-    game = games.make(cfg.game, **kwargs)
+    try:
+        games.ExactBackend(games.make(cfg.game, **kwargs))  # the backend refuses a game with nothing to learn
+    except (ValueError, TypeError) as e:
+        raise V.InvalidArgument(f"--game-args {' '.join(cfg.game_args)}: {e}") from None
+    return kwargs
+
+
+def run_exact(cfg: Config) -> list:
+    """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
+    import algorithms
+    import games
+
+    game = games.make(cfg.game, **game_kwargs(cfg))
     algo = algorithms.make(cfg.algo, **common.parse_hparams(cfg.hparams).get(None, {}))
     init = common.initial_policy(game, cfg.init, cfg.seed)
     res = algorithms.run(algo, game, cfg.steps or (300 if cfg.quick else 5_000), record=cfg.record or None, init=init, progress=sys.stderr.isatty())
