@@ -156,6 +156,14 @@ class Parallel:
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
 
+    def close(self) -> None:
+        """End of a run on every rank: wait until every rank (rank 0 writing the final files) is
+        done, then leave the process group — a rank that exits with the group alive can abort in
+        gloo's threads at interpreter shutdown. Identity for one process."""
+        if self.accelerator is not None and torch.distributed.is_initialized():
+            self.barrier()
+            torch.distributed.destroy_process_group()
+
     def _comm_device(self):
         # gloo reduces CPU tensors, nccl CUDA tensors: the accelerator's device is the right one
         return self.accelerator.device
@@ -241,7 +249,7 @@ def setup(*, cpu: bool | None = None, timeout_s: float | None = None) -> Paralle
     ``accelerate.Accelerator`` — on the CPU with gloo when ``cpu`` is True or no CUDA device exists
     (the only way to get N CPU processes from ``accelerate launch`` is ``--multi_gpu`` plus
     ``cpu=True``), else one GPU per rank (DDP, or FSDP/DeepSpeed as the launch config says).
-    ``timeout_s`` (default: $NASHLAB_DIST_TIMEOUT, else 120 s) bounds the rendezvous and every
+    ``timeout_s`` (default: $NASHLAB_DIST_TIMEOUT, else 300 s) bounds the rendezvous and every
     collective: a rank that cannot reach the others fails naming the address, instead of waiting
     30 minutes (torch's default).
 
@@ -251,7 +259,7 @@ def setup(*, cpu: bool | None = None, timeout_s: float | None = None) -> Paralle
     written in any case.
     """
     if timeout_s is None:
-        timeout_s = float(os.environ.get("NASHLAB_DIST_TIMEOUT", "120"))
+        timeout_s = float(os.environ.get("NASHLAB_DIST_TIMEOUT", "300"))
     timeout_s = V.number(timeout_s, "timeout_s", low=0, low_open=True)
     if not launched():
         return SINGLE

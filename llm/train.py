@@ -321,6 +321,7 @@ def train(cfg: LLMTrainConfig, parallel=None):
                             config=run_config(cfg), record="all", progress=cfg.progress and par.is_main)
     seconds = time.perf_counter() - t0
     if not par.is_main:
+        par.close()  # waits for rank 0's final files
         return rows(cfg, result), {"main": False, "steps": int(result.state.t)}, result, backend
     final = save_final(cfg, backend, result, out)
     tm = backend.timings
@@ -332,4 +333,5 @@ def train(cfg: LLMTrainConfig, parallel=None):
                "processes": par.world_size}
     with open(out / "run.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)
+    par.close()  # the other ranks wait here for the files above, then every rank leaves the group
     return rows(cfg, result), summary, result, backend
