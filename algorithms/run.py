@@ -655,9 +655,13 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
     last_save = [time.monotonic()]
+    # a data-parallel rank other than 0 reads a checkpoint but never writes one (rank 0 writes the
+    # state every rank holds): the backend says so (LLMBackend.writes_checkpoints)
+    writer = bool(getattr(be, "writes_checkpoints", True))
 
     def save(st, stop=False):
-        _save(path, payload(st, stop), shared)
+        if writer:
+            _save(path, payload(st, stop), shared)
         last_save[0] = time.monotonic()
 
     if path is not None and saved is None:

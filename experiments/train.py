@@ -181,6 +181,8 @@ def run_llm(cfg: Config) -> list:
     from llm.train import train
 
     rows, summary, *_ = train(llm_config(cfg))
+    if not summary["main"]:  # data-parallel rank > 0: rank 0 writes the results and prints the summary
+        raise SystemExit(0)
     t = summary["timings"]
     print(f"{summary['seconds_per_step']:.3f} s per algorithm step: sampling {t['sampling']:.1f} s, oracle "
           f"{t['oracle']:.1f} s, log-probs {t['logprobs']:.1f} s, fit {t['fit']:.1f} s; final policy in {summary['final']}")

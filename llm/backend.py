@@ -186,6 +186,17 @@ class _Step:
     g_handle: object  # the win-rate handle whose samples are the rows (leave-one-out), or None
     stats: dict
     result: object = None  # the snapshot realise returned
+    n_global: int | None = None  # prompts of the step over all ranks (None: this rank's)
+
+
+def _rows(prompt_index: list) -> list[tuple[int, int]]:
+    """(prompt, k) of each row: k counts the rows of the same prompt (the per-row generators' coordinates)."""
+    seen: dict = {}
+    out = []
+    for i in prompt_index:
+        out.append((i, seen.get(i, 0)))
+        seen[i] = seen.get(i, 0) + 1
+    return out
 
 
 def _timed(timings: Timings, phase: str):
@@ -208,6 +219,9 @@ class LLMBackend:
         ``prob(prompts, a, b)`` on strings; ``llm.oracles.from_spec`` builds one), checked for
         antisymmetry before any step. prompts: ``llm.data.Prompt`` objects (text + ids) or token-id
         lists (the world's prompts if a world is given). world: an EnumerableWorld for exact metrics.
+    parallel: this process's place in a data-parallel run (``llm.distributed.setup()``; default: one
+        process): each step's prompts are sharded over the ranks, gradients all-reduced, metrics and
+        counters summed (see :mod:`llm.distributed`).
     Errors (ValueError, naming the argument) are raised here, before any step.
     """
 
@@ -216,8 +230,11 @@ class LLMBackend:
     #: resumed and an uninterrupted run (everything else is bit-identical)
     TIMING_METRICS = ("seconds", "sampling_s", "oracle_s", "logprobs_s", "fit_s")
 
-    def __init__(self, policy: Policy, oracle=None, prompts=None, world=None, config: LLMConfig | None = None):
-        from . import snapshots
+    def __init__(self, policy: Policy, oracle=None, prompts=None, world=None, config: LLMConfig | None = None,
+                 parallel=None):
+        from . import distributed, snapshots
+
+        self.parallel = parallel if parallel is not None else distributed.SINGLE
 
         if config is not None and not isinstance(config, LLMConfig):
             V.fail("config", config, "it must be an llm.LLMConfig (or None for the defaults)", where="LLMBackend",
@@ -249,6 +266,9 @@ class LLMBackend:
             raise ValueError(
                 f"LLMBackend: prompts of up to {longest} tokens plus max_new_tokens = {self.max_new_tokens} exceed "
                 f"the model's context of {limit} tokens; shorten the prompts or max_new_tokens")
+        # every rank holds the same number of each step's prompts (DDP runs the same passes everywhere)
+        self.parallel.check_divides(min(cfg.prompts_per_step or len(self.prompt_ids), len(self.prompt_ids)),
+                                    "prompts per step (--prompts-per-step, or all prompts)")
         self.oracle = oracle
         # LoRA's A matrices are drawn from torch's global RNG: draw them from the seed, so a run is a
         # function of its configuration (and a re-issued command after a kill rebuilds the same base)
@@ -263,6 +283,8 @@ class LLMBackend:
         self.tokens = 0  # response tokens sampled (anchor and opponent samples)
         self._win_rate_calls = 0
         self._eval_queries = 0
+        self._draws = 0  # sampling events so far (the same on every rank): seeds of the per-row generators
+        self._queries_offset = 0  # judgements of the other ranks (0 in one process)
         self._step: _Step | None = None
         self._check_oracle()
         if world is not None:
@@ -271,6 +293,11 @@ class LLMBackend:
             self._exact = ExactBackend(PreferenceGame(world.P_resp, name="world"))
             # the same L (hence the same default steps) as the exact backend on the induced game
             self.lipschitz = self._exact.lipschitz
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        """Whether ``algorithms.run`` writes this process's checkpoints: rank 0 only (every rank holds the same state)."""
+        return self.parallel.is_main
 
     @property
     def last_stats(self) -> dict:
@@ -363,9 +390,15 @@ class LLMBackend:
     def _decode(self, responses) -> list[str]:
         return [self.tokenizer.decode(list(y), skip_special_tokens=True) for y in responses]
 
-    def _sample(self, policy, prompts, *, generator=None, count=True, mixture=None):
+    def _sample(self, policy, prompts, *, generator=None, count=True, mixture=None, rows=None, stream="responses",
+                draw=0):
+        """Samples for ``prompts``; with ``rows`` (global prompt index, sample index) per prompt, each row
+        draws from its own generator seeded by (seed, stream, draw, row) (``llm.distributed``): the same
+        samples whatever the number of ranks or the batching."""
         cfg = self.config
         gen = self.generator if generator is None else generator
+        if rows is not None:
+            gen = self.parallel.row_generators(cfg.seed, stream, draw, rows)
         kw = dict(generator=gen, temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.sample_batch_size)
         with _timed(self.timings, "sampling"), self._autocast():
             if mixture is not None:
@@ -388,7 +421,7 @@ class LLMBackend:
         """Oracle pairs judged for training (sampled win rates) or win-rate evaluations (exact ones)."""
         if self.config.win_rates == "exact":
             return self._win_rate_calls
-        return int(getattr(self.oracle, "queries", 0)) - self._eval_queries
+        return int(getattr(self.oracle, "queries", 0)) - self._eval_queries + self._queries_offset
 
     def win_rates(self, sigma) -> LMWinRates:
         self._win_rate_calls += 1
@@ -421,6 +454,7 @@ class LLMBackend:
             raise ValueError("a realised target needs a policy term (the anchor) to sample responses from")
         anchor = policy_terms[0][1]
         anchor = anchor.policy if isinstance(anchor, Mixture) else anchor
+        q0, tok0 = int(getattr(self.oracle, "queries", 0)), self.tokens
         step = self._responses(anchor)
         R = len(step.responses)
         device = self.live.device
@@ -442,11 +476,18 @@ class LLMBackend:
             weights[rows] = 1.0 / len(rows)
         batch = StepBatch(prompts=[self.prompt_ids[i] for i in step.prompt_index], responses=step.responses,
                           group=group.to(device), weights=weights.to(device), g=g.to(device),
-                          policy_terms=terms_out, mask=mask.to(device))
+                          policy_terms=terms_out, mask=mask.to(device), n_groups_global=step.n_global)
         snapshots.load_into(self.live, anchor)
-        with _timed(self.timings, "fit"), self._autocast():
-            stats = self.realiser.fit(self.live, batch)
+        par = self.parallel
+        with _timed(self.timings, "fit"), self._autocast(), par.training(self.live):
+            stats = self.realiser.fit(self.live, batch, accelerator=par.accelerator)
         step.stats = dict(stats or {})
+        if par.world_size > 1:  # the realiser's loss is this rank's share: sum it; count every rank's work
+            dq, dt = int(getattr(self.oracle, "queries", 0)) - q0, self.tokens - tok0
+            tot = par.sum({"loss": step.stats.get("loss", math.nan), "queries": dq, "tokens": dt})
+            step.stats["loss"] = tot["loss"]
+            self._queries_offset += int(tot["queries"]) - dq
+            self.tokens += int(tot["tokens"]) - dt
         new = snapshots.snapshot(self.live)
         step.result = new
         self._step = step
@@ -461,8 +502,12 @@ class LLMBackend:
         return sorted(idx.tolist())
 
     def _responses(self, anchor) -> _Step:
-        """The step's rows: K samples per prompt (ONE sampler call for all prompts), or every listed response."""
-        idx = self._prompt_batch()
+        """The step's rows: K samples per prompt (ONE sampler call for all prompts), or every listed response.
+        With several ranks, this rank's shard of the step's prompts."""
+        everything = self._prompt_batch()
+        idx = self.parallel.shard(everything)
+        draw = self._draws
+        self._draws += 1
         if self.config.pairs == "all":
             ys_per = {i: [list(y) for y in self.world.responses] for i in idx}
             rows_i = [i for i in idx for _ in ys_per[i]]
@@ -470,11 +515,11 @@ class LLMBackend:
         else:
             K = self.config.samples
             rows_i = [i for i in idx for _ in range(K)]
-            rows_y = self._sample(anchor, [self.prompt_ids[i] for i in rows_i])
+            rows_y = self._sample(anchor, [self.prompt_ids[i] for i in rows_i], rows=_rows(rows_i), draw=draw)
         groups: dict = {}
         for r, i in enumerate(rows_i):
             groups.setdefault(i, []).append(r)
-        return _Step(rows_i, rows_y, self._decode(rows_y), groups, anchor, {}, None, {})
+        return _Step(rows_i, rows_y, self._decode(rows_y), groups, anchor, {}, None, {}, n_global=len(everything))
 
     def _token_logprobs(self, policy, step: _Step) -> torch.Tensor:
         """(R, T) per-token log-probs of a frozen policy on the step's responses, once per policy, no grad."""
@@ -518,6 +563,8 @@ class LLMBackend:
                     handle.exact[i] = torch.as_tensor(self.world.P_resp, dtype=torch.float64) @ dist
                 out[rows] = handle.exact[i][[self.world.index_of(step.responses[r]) for r in rows]]
             return out
+        draw = self._draws  # counted whether or not this rank samples: the count stays the same on every rank
+        self._draws += 1
         own = self.config.pairs == "sampled" and self.config.opponents is None and handle.opponent is step.anchor
         need = [i for i in step.groups if i not in handle.samples]
         if need and own:
@@ -530,7 +577,8 @@ class LLMBackend:
             rows_i = [i for i in need for _ in range(m)]
             xs = [self.prompt_ids[i] for i in rows_i]
             sigma = handle.opponent
-            zs = self._sample(sigma, xs, mixture=sigma if isinstance(sigma, Mixture) else None)
+            zs = self._sample(sigma, xs, mixture=sigma if isinstance(sigma, Mixture) else None, rows=_rows(rows_i),
+                              stream="opponents", draw=draw)
             zt = self._decode(zs)
             for i in need:
                 handle.samples[i] = [zt[r] for r, j in enumerate(rows_i) if j == i]
@@ -605,6 +653,9 @@ class LLMBackend:
         out["loss"] = float(step.stats.get("loss", math.nan))
         t0 = time.perf_counter()
         kl, win = self._estimate_vs_reference(policy, step)
+        if self.parallel.world_size > 1:  # this rank's prompts' mean → the mean over every rank's prompts
+            m = self.parallel.mean({"kl_ref": kl, "win_rate_ref": win}, weight=len(step.groups))
+            kl, win = m["kl_ref"], m["win_rate_ref"]
         self.timings.metrics += time.perf_counter() - t0
         out.update(kl_ref=kl, win_rate_ref=win, seconds=self.timings.total)
         return out
@@ -692,7 +743,11 @@ class LLMBackend:
         weights between steps never influence a later step — storing them would only double the file."""
         from . import snapshots
 
-        return {"generator": self.generator.get_state(), "base_id": snapshots.base_id(self.live), "oracle_queries": int(getattr(self.oracle, "queries", 0)), "eval_queries": self._eval_queries,
+        # oracle_queries counts every rank's judgements (offset): nothing here depends on the number of
+        # ranks, so a checkpoint of an N-process run resumes with any number of processes
+        return {"generator": self.generator.get_state(), "base_id": snapshots.base_id(self.live),
+                "oracle_queries": int(getattr(self.oracle, "queries", 0)) + self._queries_offset,
+                "eval_queries": self._eval_queries, "draws": self._draws,
                 "win_rate_calls": self._win_rate_calls, "tokens": self.tokens, "timings": asdict(self.timings)}
 
     def load_state_dict(self, d: dict) -> None:
@@ -705,6 +760,8 @@ class LLMBackend:
         if hasattr(self.oracle, "queries"):
             self.oracle.queries = d["oracle_queries"]
         self._eval_queries = d["eval_queries"]
+        self._queries_offset = 0
+        self._draws = d.get("draws", 0)
         self._win_rate_calls = d["win_rate_calls"]
         self.tokens = d["tokens"]
         self.timings = Timings(**d["timings"])

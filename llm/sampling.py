@@ -257,7 +257,10 @@ def _decode_batch(
         if config.temperature != 1.0:
             logits = logits / config.temperature
         probs = torch.softmax(nucleus(logits, config.top_p), dim=-1)
-        tok = _draw(probs, gen).masked_fill(done, pad)
+        # a list holds one generator per original row (data-parallel sampling): index it by the
+        # rows still in the decoder, so dropping finished rows never shifts another row's draws
+        rows_gen = [gen[i] for i in live.tolist()] if isinstance(gen, list) else None
+        tok = (draw_rows(probs, rows_gen) if rows_gen is not None else _draw(probs, gen)).masked_fill(done, pad)
         out[live, t] = tok
         if ends.numel():
             just_done = torch.isin(tok, ends) & ~done
@@ -276,6 +279,21 @@ def _decode_batch(
     return [row[:n] for row, n in zip(rows, lengths.tolist())]
 
 
+def draw_rows(probs: torch.Tensor, generators: list) -> torch.Tensor:
+    """(B,) one token per row of ``probs`` (B, V), row b drawn with ``generators[b]`` (inverse CDF).
+
+    Each row consumes exactly one uniform per call from its own generator, so a row's tokens do not
+    depend on which other rows share its batch (or its process): what data-parallel sampling needs.
+    Exact: P(token v) = probs[b, v] (float64 cumulative sums; zero-probability tokens are never drawn).
+    """
+    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64, device=g.device) for g in generators])
+    cdf = probs.double().cumsum(-1)
+    # u in [0, 1): scale by the row's total (≈ 1 after rounding); a strictly positive target never
+    # lands on a leading zero-probability token
+    x = (u.to(cdf.device).clamp(min=1e-300) * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, x).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+
 def _decode(
     decoder: MixtureDecoder,
     prompts: TokenSeqs,
@@ -292,14 +310,20 @@ def _decode(
         check_lengths(p.model, (len(x) + config.max_new_tokens for x in prompts), "prompt+max_new_tokens")
     first = decoder.policies[0]
     end_ids, pad = first.eos_token_ids, first.pad_token_id
-    gen = make_generator(generator, first.device)
+    if isinstance(generator, (list, tuple)):  # one generator per row (llm.distributed.Parallel.row_generators)
+        if len(generator) != len(prompts):
+            raise ValueError(f"generator: {len(generator)} per-row generators for {len(prompts)} prompts")
+        gen = list(generator)
+    else:
+        gen = make_generator(generator, first.device)
     # Stable sort by length: chunks of similar prompts waste little compute on padding.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     size = config.batch_size or len(prompts)
     results: list[list[int]] = [[] for _ in prompts]
     for lo in range(0, len(order), size):
         chunk = order[lo:lo + size]
-        for i, r in zip(chunk, _decode_batch(decoder, [prompts[i] for i in chunk], config, end_ids, pad, gen)):
+        g = [gen[i] for i in chunk] if isinstance(gen, list) else gen
+        for i, r in zip(chunk, _decode_batch(decoder, [prompts[i] for i in chunk], config, end_ids, pad, g)):
             results[i] = r
     return results
 
@@ -319,7 +343,8 @@ def sample(
     All prompts go through one call, decoded together in chunks of ``batch_size`` rows (None =
     one chunk), each chunk KV-cached. A response ends after the first of ``policy.eos_token_ids``
     (included) or at ``max_new_tokens``; padding is stripped. ``generator`` is a seeded
-    ``torch.Generator`` or an int seed. ``temperature``/``top_p``: see :class:`SamplingConfig`.
+    ``torch.Generator``, an int seed, or a list of one generator per prompt row (each row then
+    draws from its own: its sample does not depend on the batch; see :func:`draw_rows`). ``temperature``/``top_p``: see :class:`SamplingConfig`.
     """
     return SamplingConfig(max_new_tokens, temperature, top_p, batch_size).sample(policy, prompts, generator=generator)
 

@@ -77,7 +77,10 @@ class _Shared:
 def _module(policy_or_model) -> torch.nn.Module:
     if isinstance(policy_or_model, SnapshotPolicy):
         return policy_or_model.model.base
-    return policy_or_model.model if isinstance(policy_or_model, Policy) else policy_or_model
+    module = policy_or_model.model if isinstance(policy_or_model, Policy) else policy_or_model
+    from .distributed import plain
+
+    return plain(module)  # during a data-parallel fit the live model calls through DDP (llm.distributed)
 
 
 def base_id(policy_or_model) -> str:

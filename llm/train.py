@@ -174,8 +174,10 @@ def _check_out(path) -> Path:
     return p
 
 
-def _device_dtype(cfg):
+def _device_dtype(cfg, parallel=None):
     device = torch.device(cfg.device) if cfg.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if parallel is not None and parallel.device is not None and not cfg.device:
+        device = parallel.device  # data-parallel: the device accelerate gave this rank (cuda:LOCAL_RANK or cpu)
     # float32 weights by default, also on CUDA, where the backend computes in bfloat16 under autocast:
     # AdamW's per-step change (~lr = 5e-6 of a weight) is far below bfloat16's resolution (2^-8), so
     # bfloat16 *weights* would silently not train; --dtype bfloat16 is for inference-sized budgets
@@ -183,7 +185,7 @@ def _device_dtype(cfg):
     return device, dtype
 
 
-def build(cfg: LLMTrainConfig):
+def build(cfg: LLMTrainConfig, parallel=None):
     """(backend, algorithm): model, prompts, oracle and backend loaded and checked; nothing written."""
     import algorithms
 
@@ -203,7 +205,7 @@ def build(cfg: LLMTrainConfig):
         from .oracles import from_spec
         from .policy import Policy
 
-        device, dtype = _device_dtype(cfg)
+        device, dtype = _device_dtype(cfg, parallel)
         max_new = cfg.max_new_tokens or 32
         tokenizer = load_tokenizer(cfg.model)  # a path that is not a model fails here, in seconds
         split = load_prompts(cfg.prompts, tokenizer, column=cfg.prompt_column, max_new_tokens=max_new, seed=cfg.seed,
@@ -211,7 +213,7 @@ def build(cfg: LLMTrainConfig):
         policy = Policy.from_pretrained(cfg.model, dtype=dtype, device=device)
         oracle = from_spec(cfg.oracle or "annotators", device=device, name="--oracle")
         backend = LLMBackend(policy, oracle, prompts=split.train,
-                             config=LLMConfig(max_new_tokens=max_new, **lcfg))
+                             config=LLMConfig(max_new_tokens=max_new, **lcfg), parallel=parallel)
         return backend, algo
     import games
 
@@ -235,7 +237,7 @@ def build(cfg: LLMTrainConfig):
         from .oracles import from_spec
 
         oracle = from_spec(cfg.oracle, world=world, name="--oracle")
-    backend = LLMBackend(policy, oracle, world=world, config=LLMConfig(**lcfg))
+    backend = LLMBackend(policy, oracle, world=world, config=LLMConfig(**lcfg), parallel=parallel)
     return backend, algo
 
 
@@ -291,27 +293,45 @@ def save_final(cfg: LLMTrainConfig, backend, result, out: Path) -> Path:
     return final
 
 
-def train(cfg: LLMTrainConfig):
-    """Run (or resume) a run; returns (rows, summary dict, algorithms.Result, backend)."""
+def train(cfg: LLMTrainConfig, parallel=None):
+    """Run (or resume) a run; returns (rows, summary dict, algorithms.Result, backend).
+
+    Under ``accelerate launch`` / ``torchrun`` every rank runs this (``parallel``: default
+    ``llm.distributed.setup()``): the same loop, a shard of each step's prompts; rank 0 alone writes
+    the checkpoint, the final model and run.json (``summary["main"]`` says which rank this is).
+    """
     import algorithms
 
+    from . import distributed
+
     out = check(cfg)
+    par = parallel if parallel is not None else distributed.setup()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    backend, algo = build(cfg)  # every remaining check happens here, before any step or write
-    V.writable_dir(out, "--out")
+    backend, algo = build(cfg, par)  # every remaining check happens here, before any step or write
+    # every rank has checked OUT (and the checkpoint against --resume) before rank 0 writes anything
+    par.barrier()
+    if par.is_main:
+        V.writable_dir(out, "--out")
     t0 = time.perf_counter()
-    result = algorithms.run(algo, backend, cfg.steps, checkpoint=str(out / CHECKPOINT),
-                            checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, config=run_config(cfg),
-                            record="all", progress=cfg.progress)
+    # rank 0 writes the checkpoint; the others read it on --resume (run() asks backend.writes_checkpoints)
+    ckpt = str(out / CHECKPOINT) if par.is_main or cfg.resume else None
+    result = algorithms.run(algo, backend, cfg.steps, checkpoint=ckpt,
+                            checkpoint_every=cfg.checkpoint_every if ckpt else None, resume=cfg.resume and ckpt is not None,
+                            config=run_config(cfg), record="all", progress=cfg.progress and par.is_main)
     seconds = time.perf_counter() - t0
+    if not par.is_main:
+        par.close()  # waits for rank 0's final files
+        return rows(cfg, result), {"main": False, "steps": int(result.state.t)}, result, backend
     final = save_final(cfg, backend, result, out)
     tm = backend.timings
     steps = len(result.history["iteration"]) - 1
     summary = {"steps": int(result.state.t), "seconds_this_process": seconds, "final": str(final),
                "timings": asdict(tm), "seconds_per_step": tm.total / max(int(result.state.t), 1),
                "generation": generation_config(backend), "config": run_config(cfg),
-               "fingerprint": backend.fingerprint(), "records": steps + 1}
+               "fingerprint": backend.fingerprint(), "records": steps + 1, "main": True,
+               "processes": par.world_size}
     with open(out / "run.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)
+    par.close()  # the other ranks wait here for the files above, then every rank leaves the group
     return rows(cfg, result), summary, result, backend

@@ -342,7 +342,8 @@ def test_llm_backend_state_is_what_makes_the_resume_exact(tmp_path, one_thread):
     algorithms.run(algorithms.MPO(), make(), 2, checkpoint=path, average=False)
     be = make()
     restore = be.load_state_dict  # a backend that forgets its sampling RNG (and keeps the rest: its
-    be.load_state_dict = lambda d: restore({**d, "generator": be.generator.get_state()})  # snapshots' binding)
+    # (the sampling draws are seeded per row from the backend's draw counter: forget that too)
+    be.load_state_dict = lambda d: restore({**d, "generator": be.generator.get_state(), "draws": 0})
     rest = algorithms.run(algorithms.MPO(), be, 4, checkpoint=path, resume=True, average=False)
     assert np.abs(rest.policy - full.policy).max() > 1e-3
 

@@ -140,6 +140,10 @@ class Realiser:
                 def closure():
                     opt.zero_grad(set_to_none=True)
                     value = accumulate(groups)
+                    if accelerator is not None and accelerator.num_processes > 1:
+                        # the line search must see the GLOBAL loss, or ranks take different steps
+                        value = float(accelerator.reduce(torch.tensor(value, dtype=torch.float64,
+                                                                      device=accelerator.device), reduction="sum"))
                     stats["losses"].append(value)
                     return torch.tensor(value, dtype=torch.float64)
 

@@ -400,3 +400,19 @@ def test_sampling_with_early_ends_matches_the_exact_distribution(model, tokenize
         counts[index[tuple(r)]] += 1
     se = (exact * (1 - exact) / n).sqrt()
     assert ((counts / n - exact).abs() <= 4.5 * se + 1e-3).all()
+
+
+def test_per_row_generators_survive_finished_rows_leaving_the_batch(model, tokenizer):
+    # data-parallel sampling gives each row its own generator; when finished rows leave the decoder
+    # the remaining rows must keep drawing from THEIR generators (a shift would change samples)
+    policy = end_ids_policy(model, tokenizer, [2, 9, 12]).snapshot()
+    prompts = PROMPTS5 * 4
+
+    def gens():
+        return [torch.Generator().manual_seed(1000 + i) for i in range(len(prompts))]
+
+    calls = count_calls(policy)
+    together = sample(policy, prompts, 12, generator=gens())
+    assert [c[0][0] for c in calls][-1] < len(prompts)  # rows did leave the batch
+    alone = [sample(policy, [p], 12, generator=[g])[0] for p, g in zip(prompts, gens())]
+    assert together == alone
