@@ -182,7 +182,7 @@ def run_llm(cfg: Config) -> list:
 
     rows, summary, *_ = train(llm_config(cfg))
     if not summary["main"]:  # data-parallel rank > 0: rank 0 writes the results and prints the summary
-        raise SystemExit(0)
+        _leave()
     t = summary["timings"]
     print(f"{summary['seconds_per_step']:.3f} s per algorithm step: sampling {t['sampling']:.1f} s, oracle "
           f"{t['oracle']:.1f} s, log-probs {t['logprobs']:.1f} s, fit {t['fit']:.1f} s; final policy in {summary['final']}")
@@ -221,5 +221,25 @@ def _main(argv):
     return cfg
 
 
+def _leave(code: int = 0):
+    """End a launched (data-parallel) worker once its work is done and its files are closed.
+
+    Every rank has passed ``Parallel.close()`` (a barrier, then the process group destroyed) by now;
+    what is left is interpreter finalisation, where gloo's background threads can wait forever on a
+    peer that already exited (seen once on a loaded 2-core machine: rank 0 done and idle with no
+    Python frame left until torchrun's timeout). Flushing and leaving with ``os._exit`` skips that.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     main()
+    if "torch" in sys.modules:  # only an LLM run can be a launched worker (exact runs need no torch)
+        from llm.distributed import launched
+
+        if launched():
+            _leave()
