@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .models import load_model, load_tokenizer
+from .models import forward_names, load_model, load_tokenizer
 
 TokenSeqs = Sequence[Sequence[int]]
 
@@ -64,10 +64,46 @@ def pad_batch(seqs: TokenSeqs, pad_id: int, side: str, device=None):
     return ids.to(device), mask.to(device), positions.to(device)
 
 
+def _as_ids(value) -> list[int]:
+    """An id, a list of ids or None → a list of ints (a bare int is never compared with a list)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return [int(v) for v in value if v is not None]
+    if isinstance(value, torch.Tensor):
+        return [int(v) for v in value.reshape(-1).tolist()]
+    return [int(value)]
+
+
+def end_token_ids(model: torch.nn.Module | None, tokenizer=None) -> tuple[int, ...]:
+    """Every end id declared by the tokenizer, ``model.config`` and ``model.generation_config``.
+
+    Order kept (tokenizer first), duplicates dropped. transformers' ``generate`` stops on the
+    union of the config's and generation config's ids; we add the tokenizer's, which a chat
+    tokenizer may declare (e.g. ``<|im_end|>``) when the config does not.
+    """
+    ids: list[int] = []
+    if tokenizer is not None:
+        ids += _as_ids(getattr(tokenizer, "eos_token_id", None))
+    if model is not None:
+        ids += _as_ids(getattr(getattr(model, "config", None), "eos_token_id", None))
+        ids += _as_ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+    return tuple(dict.fromkeys(ids))
+
+
 def gather_logprobs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits)[target] per position, 0 where ``mask`` is False."""
     logps = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
     return logps.masked_fill(~mask, 0.0)
+
+
+def mask_after_end(logps: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, end_ids) -> torch.Tensor:
+    """-inf for every real token that follows an end id in its row (impossible under the sampler)."""
+    if not end_ids or targets.numel() == 0:
+        return logps
+    is_end = torch.isin(targets, torch.tensor(list(end_ids), device=targets.device)) & mask
+    after = (is_end.long().cumsum(-1) - is_end.long()) > 0
+    return logps.masked_fill(after & mask, float("-inf"))
 
 
 class Policy:
@@ -99,9 +135,26 @@ class Policy:
         self._mask_cache: dict = {}
 
     @classmethod
-    def from_pretrained(cls, path, dtype: torch.dtype = torch.float32, **kwargs) -> "Policy":
-        """Policy from a local model directory (see ``llm.models.load_model``)."""
-        return cls(load_model(path, dtype=dtype), load_tokenizer(path), **kwargs)
+    def from_pretrained(
+        cls,
+        path,
+        *,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> "Policy":
+        """Policy from a local model directory or ``.gguf`` file (see ``llm.models.load_model``).
+
+        dtype: default float32 on CPU, bfloat16 on CUDA; device: default CPU ("auto" = CUDA if
+        available). A tokenizer without a pad token gets pad = its EOS token: every mask here
+        is built from lengths, never by matching pad ids, so pad == EOS is safe.
+        ``kwargs`` go to ``Policy`` (e.g. ``allowed_token_ids``).
+        """
+        model = load_model(path, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(path)
+        if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(model, tokenizer, **kwargs)
 
     # -- basic facts ---------------------------------------------------------
     @property
@@ -113,9 +166,21 @@ class Policy:
         return self.tokenizer.pad_token_id
 
     @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every declared end-of-sequence id, in order: tokenizer, config, generation config.
+
+        Chat models often declare several (``config.eos_token_id = [<eos>, <end_of_turn>]``);
+        sampling stops at the first of any of them, and ``token_logprobs`` gives -inf to a
+        response holding one before its last token (the sampler never produces it), so log-probs
+        and sampling agree on the same set. Ids are always ints here, never a list.
+        """
+        return end_token_ids(self.model, self.tokenizer)
+
+    @property
     def eos_token_id(self) -> int | None:
-        eos = self.tokenizer.eos_token_id
-        return eos if eos is not None else getattr(self.model.config, "eos_token_id", None)
+        """The first of ``eos_token_ids`` (None if none is declared); stop checks use them all."""
+        ids = self.eos_token_ids
+        return ids[0] if ids else None
 
     @property
     def context_limit(self) -> int | None:
@@ -148,7 +213,7 @@ class Policy:
         return contextlib.nullcontext() if grad and not self.frozen else torch.no_grad()
 
     def response_logits(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unrestricted float32 logits predicting each response token.
 
@@ -183,27 +248,35 @@ class Policy:
         # slots are clamped into range and masked by the caller.
         target_cols = (starts[:, None] + offsets[None, :]).clamp(max=width - 1)
         rows = torch.arange(batch, device=device)[:, None]
+        extra, first = {}, 0
+        keep_name = forward_names(self.model)[1]
+        if padding_side == "left" and keep_name:
+            # Left-padded, every response sits in the last n_resp columns, so only the last
+            # n_resp + 1 positions' logits are needed: (B, R+1, V) instead of (B, width, V).
+            extra, first = {keep_name: n_resp + 1}, width - (n_resp + 1)
         with self._grad_context(grad):
-            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
+            logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, **extra).logits
             # Slice before any softmax: only response positions are needed.
-            logits = logits[rows, target_cols - 1].float()
+            logits = logits[rows, target_cols - 1 - first].float()
         return logits, ids[rows, target_cols], mask
 
     def token_logprobs(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log π(y_t | x, y_<t) under the restriction, response-aligned.
 
         Returns ``(logps, mask)`` of shape (B, max response length): row i holds
         response i's tokens from column 0, ``mask`` marks real tokens, padded
-        entries of ``logps`` are 0.
+        entries of ``logps`` are 0. A token after one of ``eos_token_ids`` gets
+        -inf: the sampler stops at the first end id, so it never produces one.
         """
         logits, targets, mask = self.response_logits(prompts, responses, padding_side=padding_side, grad=grad)
         with self._grad_context(grad):
-            return gather_logprobs(self.restrict(logits), targets, mask), mask
+            logps = gather_logprobs(self.restrict(logits), targets, mask)
+            return mask_after_end(logps, targets, mask, self.eos_token_ids), mask
 
     def sequence_logprobs(
-        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "right", grad: bool = True
+        self, prompts: TokenSeqs, responses: TokenSeqs, *, padding_side: str = "left", grad: bool = True
     ) -> torch.Tensor:
         """(B,) exact log π(response | prompt), summed over response tokens only.
 

@@ -47,7 +47,8 @@ def count_calls(policy):
     original = policy.model.forward
 
     def counting(*args, **kwargs):
-        calls.append((tuple(kwargs["input_ids"].shape), kwargs.get("past_key_values") is not None))
+        cached = kwargs.get("cache", kwargs.get("past_key_values")) is not None
+        calls.append((tuple(kwargs["input_ids"].shape), cached))
         return original(*args, **kwargs)
 
     policy.model.forward = counting
@@ -119,7 +120,7 @@ def test_all_finished_stops_early(model, tokenizer):
 def test_sampling_errors(policy, world):
     with pytest.raises(ValueError, match=r"length 65 .*limit of 64"):
         sample(policy, [[1] * 61], 4)
-    with pytest.raises(ValueError, match="w must lie in"):
+    with pytest.raises(ValueError, match=r"w = 1.5 is not allowed"):
         sample_mixture(policy, policy, PROMPTS, 1.5, 3)
     with pytest.raises(ValueError, match="do not intersect"):
         a = Policy(policy.model, policy.tokenizer, allowed_token_ids=[4])
