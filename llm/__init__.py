@@ -3,12 +3,18 @@ preference oracles and an enumerable toy world with exact distributions."""
 
 from .models import load_model, load_tokenizer, smollm2_path, tiny_model, tiny_tokenizer
 from .oracles import (
+    Annotator,
+    AnnotatorPopulation,
     CountingOracle,
+    JudgeOracle,
     MatrixOracle,
     MixtureOracle,
+    PreferenceModelOracle,
     PreferenceOracle,
     RewardModelOracle,
+    as_oracle,
     check_antisymmetric,
+    from_spec,
     validate_preference_matrix,
 )
 from .policy import Policy, context_limit
@@ -22,10 +28,21 @@ from .sampling import (
     sample_mixture,
 )
 from .world import EnumerableWorld
+from .evaluate import Tournament, WinRate, tournament, win_rate
 from .backend import LLMBackend, LLMConfig, Mixture
 
 __all__ = [
+    "Annotator",
+    "AnnotatorPopulation",
+    "Tournament",
+    "WinRate",
+    "tournament",
+    "win_rate",
     "CountingOracle",
+    "JudgeOracle",
+    "PreferenceModelOracle",
+    "as_oracle",
+    "from_spec",
     "EnumerableWorld",
     "LLMBackend",
     "LLMConfig",

@@ -115,8 +115,22 @@ class EnumerableWorld:
         return int(self.classes[self.index_of(response)])
 
     def oracle(self) -> MatrixOracle:
-        """The exact preference oracle of the induced game."""
-        return MatrixOracle(self.P, rule=self.response_action)
+        """The exact preference oracle of the induced game, judging response TEXT.
+
+        A text is tokenized with this world's word-level tokenizer (which round-trips
+        ``tokenizer.decode(ids, skip_special_tokens=True)``) and looked up among the listed
+        responses; a text that is not one of them is refused (ValueError).
+        """
+        tokenizer = self.tokenizer
+
+        def action(prompt: str, text: str) -> int:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if tuple(ids) not in self._index:
+                raise ValueError(f"response {text!r} is not a response of this world "
+                                 f"({self.response_len} content tokens such as {tokenizer.decode(self.responses[0])!r})")
+            return int(self.classes[self._index[tuple(ids)]])
+
+        return MatrixOracle(self.P, rule=action)
 
     # -- exact quantities ----------------------------------------------------
     def _check_policy(self, policy: Policy) -> None:

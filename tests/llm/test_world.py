@@ -81,14 +81,19 @@ def test_sampling_stays_on_the_enumerated_support(world, peaked):
 
 
 def test_world_oracle_is_the_induced_game(world):
+    # the oracle judges text: responses decoded as the backend decodes them
     oracle = world.oracle()
     n = world.n_responses
-    a = [world.responses[i] for i in range(n) for _ in range(n)]
-    b = [world.responses[j] for _ in range(n) for j in range(n)]
-    got = oracle.prob([world.prompts[0]] * n * n, a, b).numpy().reshape(n, n)
+    texts = [world.tokenizer.decode(r, skip_special_tokens=True) for r in world.responses]
+    x = world.tokenizer.decode(world.prompts[0], skip_special_tokens=True)
+    a = [texts[i] for i in range(n) for _ in range(n)]
+    b = [texts[j] for _ in range(n) for j in range(n)]
+    got = oracle.prob([x] * n * n, a, b).numpy().reshape(n, n)
     assert np.array_equal(got, world.P_resp)
     with pytest.raises(ValueError, match="not a response"):
-        oracle.prob([world.prompts[0]], [[world.tokenizer.eos_token_id]], [world.responses[0]])
+        oracle.prob([x], ["<eos>"], [texts[0]])
+    with pytest.raises(ValueError, match="decode token ids first"):
+        oracle.prob([x], [world.responses[0]], [texts[0]])
 
 
 def test_unrestricted_policy_is_rejected(world):
