@@ -289,16 +289,10 @@ class Policy:
 
     # -- copies ----------------------------------------------------------------
     def snapshot(self) -> "Policy":
-        """Frozen deep copy (eval mode, no grads): safe as anchor/reference/previous iterate."""
-        model = copy.deepcopy(self.model)
-        model.eval()
-        model.requires_grad_(False)
-        return Policy(
-            model,
-            copy.deepcopy(self.tokenizer),
-            allowed_token_ids=self.allowed_token_ids,
-            frozen=True,
-        )
+        """Frozen value of the current weights (eval mode, no grads): see ``llm.snapshots``."""
+        from .snapshots import snapshot  # no copy of the model: tensors over one shared module
+
+        return snapshot(self)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Save model and tokenizer so ``Policy.from_pretrained`` restores them."""

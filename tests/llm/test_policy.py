@@ -59,8 +59,7 @@ def test_token_logprobs_layout(policy):
 
 
 def test_grad_flows_and_frozen_copies_do_not(policy):
-    live = policy.snapshot()
-    live.frozen = False
+    live = Policy(copy.deepcopy(policy.model), policy.tokenizer)  # a snapshot is a frozen value now
     live.model.requires_grad_(True)
     lp = live.sequence_logprobs(PROMPTS, RESPONSES)
     assert lp.requires_grad

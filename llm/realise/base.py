@@ -1,0 +1,174 @@
+"""The optimisation loop shared by the realisers: minibatches of prompts, micro-batches, gradient
+accumulation, clipping, AdamW/SGD/LBFGS, and optional data parallelism through ``accelerate``."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+
+from games import validation as V
+
+from .. import snapshots
+from .batch import StepBatch
+
+#: AdamW learning rates that move a pretrained model without breaking it (see ``Realiser``).
+DEFAULT_LR = {"lora": 2e-4, "full": 5e-6}
+#: optimiser steps per realisation: a few for first-order methods (each is one pass over the
+#: minibatch), a few dozen function evaluations for LBFGS (converges on the toy world's problems).
+DEFAULT_STEPS = {"adamw": 4, "sgd": 4, "lbfgs": 30}
+
+
+def _chunks(items, size):
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class Realiser:
+    """Fits the live policy to one StepBatch; subclasses define the per-micro-batch loss.
+
+    optimizer: "adamw" (default), "sgd" or "lbfgs" (full batch, strong-Wolfe line search: for the
+    enumerable toy world, where it solves a realisation to ~1e-13; on a real model each LBFGS
+    history pair costs two model-sized vectors, which is why it is not the default).
+    lr: learning rate; None = 2e-4 with LoRA, 5e-6 with full fine-tuning (AdamW moves every
+    parameter by ≈ lr per step whatever the gradient's scale, so lr is the per-step change of each
+    weight: 5e-6 is ~1e-4 of a typical pretrained weight; a LoRA adapter starts at B = 0 and its
+    scale alpha/r = 2 multiplies its change, hence a larger lr. The trial's Adam lr 0.05 moved every
+    weight by ~2× its own size and destroyed SmolLM2 in one step). Ignored by LBFGS (lr 1).
+    steps: optimiser steps per realisation (None: 4 first-order, 30 LBFGS evaluations).
+    minibatch: prompts per optimiser step (None: every prompt of the batch — full-batch steps);
+    minibatches are visited in order, cycling. micro_batch: prompts per forward/backward pass
+    (memory is bounded by micro_batch × samples × sequence length, not by the step); gradients of a
+    minibatch's micro-batches accumulate before each optimiser step. max_grad_norm: clip the
+    global gradient norm (None: no clipping). weight_decay: AdamW's decoupled decay (0: the target
+    is the regulariser). seed: reserved for samplers of minibatches (order is deterministic now).
+
+    ``fit(live, batch, accelerator=None) -> dict`` trains ``live``'s trainable parameters in place
+    from the weights it holds. Losses are means over the GLOBAL number of prompts
+    (``batch.n_groups_global``) so ranks holding part of the prompts each contribute their share;
+    with an ``accelerate.Accelerator`` the forward runs through ``live.model`` (pass a live policy
+    whose model is the prepared module), backward is ``accelerator.backward`` (the loss is multiplied
+    by the number of processes to undo DDP's gradient average: the sum over ranks is the 1-rank
+    gradient), clipping ``accelerator.clip_grad_norm_``, and all but the last micro-batch of a step
+    run under ``accelerator.no_sync``. Keep the accelerator's own gradient_accumulation_steps at 1.
+    """
+
+    name = "realiser"
+    optimizers = ("adamw", "sgd", "lbfgs")
+
+    def __init__(self, *, optimizer: str = "adamw", lr: float | None = None, steps: int | None = None,
+                 minibatch: int | None = None, micro_batch: int = 2, max_grad_norm: float | None = 1.0,
+                 weight_decay: float = 0.0, seed: int = 0):
+        self.optimizer = V.choice(optimizer, "optimizer", self.optimizers)
+        self.lr = V.number(lr, "lr", low=0.0, low_open=True, allow_none=True)
+        self.steps = V.integer(steps, "steps", low=1, allow_none=True)
+        self.minibatch = V.integer(minibatch, "minibatch", low=1, allow_none=True)
+        self.micro_batch = V.integer(micro_batch, "micro_batch", low=1)
+        self.max_grad_norm = V.number(max_grad_norm, "max_grad_norm", low=0.0, low_open=True, allow_none=True)
+        self.weight_decay = V.number(weight_decay, "weight_decay", low=0.0)
+        self.seed = V.integer(seed, "seed")
+
+    # -- what subclasses provide ---------------------------------------------------------------
+    def loss(self, live, sub: StepBatch, rows: torch.Tensor, norm: float) -> torch.Tensor:
+        """Scalar loss of the micro-batch ``sub`` (rows ``rows`` of the whole batch), divided by ``norm``."""
+        raise NotImplementedError
+
+    def begin(self, live, batch: StepBatch, first_groups: list[int]) -> None:
+        """Called once before the first optimiser step (e.g. to record the sampling policy)."""
+
+    # -- the loop --------------------------------------------------------------------------------
+    def options(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def resolved_lr(self, live) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR["lora" if snapshots.is_lora(live) else "full"]
+
+    def fit(self, live, batch: StepBatch, accelerator=None) -> dict:
+        if not isinstance(batch, StepBatch):
+            raise ValueError("batch = a non-StepBatch is not allowed; build one with llm.realise.StepBatch")
+        if getattr(live, "frozen", False):
+            raise ValueError("live = a frozen snapshot is not allowed; fit the live policy (llm.snapshots.prepare)")
+        params = snapshots.trainable_parameters(live)
+        if not params:
+            raise ValueError("live has no trainable parameters (prepare it with llm.snapshots.prepare)")
+        t0 = time.perf_counter()
+        steps = self.steps or DEFAULT_STEPS[self.optimizer]
+        G = batch.n_groups
+        # local prompts → global prompts: each rank holds about G of n_groups_global
+        scale = batch.n_groups_global / G
+        groups = list(range(G))
+        minibatches = [groups] if self.minibatch is None or self.optimizer == "lbfgs" else _chunks(groups, self.minibatch)
+        model = live.model
+        was_training = model.training
+        model.train()
+        stats = {"realiser": self.name, "optimizer": self.optimizer, "steps": steps, "losses": [],
+                 "grad_norm": math.nan, "passes": 0}
+        mult = accelerator.num_processes if accelerator is not None else 1
+
+        def accumulate(mb):
+            """Forward/backward over the micro-batches of one minibatch; returns the summed loss."""
+            norm = len(mb) * scale
+            micro = _chunks(mb, self.micro_batch)
+            total = 0.0
+            for j, mg in enumerate(micro):
+                sync = accelerator is None or j == len(micro) - 1
+                ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                with ctx:
+                    rows = batch.rows_of(mg)
+                    loss = self.loss(live, batch.select(mg), rows, norm)
+                    if accelerator is not None:
+                        accelerator.backward(loss * mult)
+                    else:
+                        loss.backward()
+                total += float(loss.detach())
+                stats["passes"] += 1
+            return total
+
+        def clip():
+            limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
+            if accelerator is not None:
+                return float(accelerator.clip_grad_norm_(params, limit))
+            return float(torch.nn.utils.clip_grad_norm_(params, limit))
+
+        try:
+            self.begin(live, batch, minibatches[0])
+            if self.optimizer == "lbfgs":
+                opt = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, history_size=20,
+                                        line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-14)
+
+                def closure():
+                    opt.zero_grad(set_to_none=True)
+                    value = accumulate(groups)
+                    stats["losses"].append(value)
+                    return torch.tensor(value, dtype=torch.float64)
+
+                opt.step(closure)
+                stats["grad_norm"] = clip()  # the norm after the last evaluation (no step follows)
+                opt.zero_grad(set_to_none=True)
+            else:
+                lr = self.resolved_lr(live)
+                stats["lr"] = lr
+                if self.optimizer == "adamw":
+                    opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+                else:
+                    opt = torch.optim.SGD(params, lr=lr, weight_decay=self.weight_decay)
+                for step in range(steps):
+                    opt.zero_grad(set_to_none=True)
+                    stats["losses"].append(accumulate(minibatches[step % len(minibatches)]))
+                    stats["grad_norm"] = clip()
+                    opt.step()
+                opt.zero_grad(set_to_none=True)
+        finally:
+            model.train(was_training)
+            self.end()
+        stats["loss"] = stats["losses"][-1]
+        stats["seconds"] = time.perf_counter() - t0
+        stats["tokens"] = batch.tokens
+        return stats
+
+    def end(self) -> None:
+        """Called after the fit (drop per-fit caches)."""
+
+    def __repr__(self):
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"
