@@ -6,12 +6,17 @@
     python -m experiments.train --algo omwu --game kuhn_poker --steps 20000 --init random
     python -m experiments.train --backend llm --algo mpo --game cyclic3 --out results/llm
     python -m experiments.train --backend llm --algo mpo --game cyclic3 --out results/llm --resume
+    python -m experiments.train --backend llm --model PATH --prompts examples/prompts.jsonl \
+        --oracle annotators --algo mpo --steps 20 --lora-r 8 --out results/smol
 
 Writes the run's tidy rows (algorithm, game, params, seed, iteration, queries, metric, value) to
 DIR/train_<algo>_<game>_s<seed>.csv and prints a summary. ``--backend`` picks the world the same
 algorithm object runs in: ``exact`` (known preference matrix, exact metrics) or ``llm`` (a causal LM
-trained against a preference oracle in the enumerable world of the game, whose exact duality gap is
-recorded; checkpointed every --checkpoint-every steps, --resume continues). Backends live in
+trained against a preference oracle: with --model and --prompts a real model on text prompts, judged
+by a text oracle, saved to DIR/final/ (loadable by transformers), per-step estimates (loss, KL and
+win rate against the reference, queries, tokens, seconds) as rows; without them, a tiny LM in the
+enumerable world of the game, whose exact duality gap is recorded. Checkpointed every
+--checkpoint-every steps in DIR; the same command with --resume finishes the run). Backends live in
 :data:`BACKENDS` (a function ``run_<backend>(cfg) -> list of rows``).
 """
 from __future__ import annotations
@@ -40,25 +45,72 @@ class Config(common.Base):
     hparams: tuple = arg((), "algorithm hyperparameters as key=value, passed to algorithms.make")
     init: str = arg("reference", "initial policy: 'reference' (the game's, uniform) or 'random' (interior, from --seed)")
     record: int = arg(0, "record metrics every this many steps (0: every step up to 1000 steps, else ~400 log-spaced)")
-    # --backend llm
-    model: str = arg("", "llm: a local model directory built for the game's world (default: a tiny random LM)")
-    oracle: str = arg("matrix", "llm: preference oracle: matrix (the game), reward (one BT reward model), mixture (3, intransitive)")
-    lr: float = arg(0.05, "llm: learning rate (adam/sgd)")
-    optimizer: str = arg("lbfgs", "llm: optimiser per realised step: lbfgs, adam or sgd")
-    k: int = arg(30, "llm: optimiser steps (lbfgs: evaluations) per realised step")
-    batch_size: int = arg(16, "llm: responses sampled per prompt for the regression")
-    opponents: int = arg(1024, "llm: opponent samples per prompt to estimate win rates")
+    # --backend llm (None: the default said in the help)
+    model: str = arg("", "llm: a local causal-LM directory or .gguf file (with --prompts: a real model on text; alone: a "
+                     "model built for the game's world; neither: a tiny random LM in the world)")
+    prompts: str = arg("", "llm: text prompts, a JSONL/JSON/CSV/Parquet file or a saved datasets folder (needs --model)")
+    prompt_column: str = arg("prompt", "llm: the prompts' text column (or chat 'messages')")
+    oracle: str = arg("", "llm: preference oracle spec (llm.oracles.from_spec): annotators, reward:DIR, preference:DIR, "
+                      "judge:PATH, mix:..., matrix (default: matrix in the world, annotators on a real model)")
+    realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)")
+    lora_r: int = arg(None, "llm: LoRA rank (default: full fine-tuning)")
+    save_adapter: bool = arg(False, "llm: save the LoRA adapter to OUT/final instead of the merged model")
+    lr: float = arg(None, "llm: learning rate of the realiser's optimiser (default: the realiser's safe default)")
+    optimizer: str = arg(None, "llm: the realiser's optimiser, e.g. adamw or lbfgs (default: lbfgs in the world, the "
+                               "realiser's default on a real model)")
+    k: int = arg(None, "llm: optimiser steps (lbfgs: evaluations) per realised step (default: the realiser's)")
+    samples: int = arg(None, "llm: responses sampled per prompt, >= 2 (default: 16 in the world, 4 on a real model)")
+    opponents: int = arg(None, "llm: samples of the opponent per prompt when it is not the sampling policy "
+                               "(default: --samples)")
+    prompts_per_step: int = arg(None, "llm: prompts per step (default: all)")
+    max_new_tokens: int = arg(None, "llm: response length limit on a real model (default: 32)")
+    temperature: float = arg(1.0, "llm: sampling temperature")
+    top_p: float = arg(1.0, "llm: nucleus sampling mass")
+    dtype: str = arg(None, "llm: float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on CUDA)")
+    device: str = arg(None, "llm: cpu, cuda, cuda:1 ... (default: cuda when available)")
     response_len: int = arg(1, "llm: response length in the enumerable world")
     checkpoint_every: int = arg(10, "llm: steps between checkpoints")
-    resume: bool = arg(False, "llm: continue from the checkpoint in --out")
+    resume: bool = arg(False, "llm: continue the run whose checkpoint is in --out (the same command, re-issued)")
 
     NAME = "train"
     QUICK = {}  # --quick shortens the backend's default steps: 300 exact, 30 llm
 
     @property
     def csv_path(self) -> Path:
-        return Path(self.out) / f"train_{self.algo}_{self.game}_s{self.seed}.csv"
+        game = Path(self.prompts).stem if self.backend == "llm" and self.prompts else self.game
+        return Path(self.out) / f"train_{self.algo}_{game}_s{self.seed}.csv"
 
+
+#: flags of --backend llm, and of --backend exact only (each refused on the other backend)
+LLM_FLAGS = ("model", "prompts", "prompt_column", "oracle", "realiser", "lora_r", "save_adapter", "lr", "optimizer",
+             "k", "samples", "opponents", "prompts_per_step", "max_new_tokens", "temperature", "top_p", "dtype",
+             "device", "response_len", "checkpoint_every", "resume")
+EXACT_FLAGS = ("init", "record", "game_args")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def other_backend_flags(cfg: Config) -> list[str]:
+    """Flags given (not at their defaults) that belong to the other backend."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    names = LLM_FLAGS if cfg.backend == "exact" else EXACT_FLAGS
+    return [_flag(n) for n in names if getattr(cfg, n) != defaults[n]]
+
+
+def _typed(value, flag: str, kind):
+    """A flag whose default is None arrives as text: convert it, or say what is wrong."""
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        from games import validation
+
+        validation.fail(flag, value, f"it must be {'an integer' if kind is int else 'a number'}")
 
 def run_exact(cfg: Config) -> list:
     """The exact backend: games.ExactBackend on the named game, algorithms.run, exact metrics."""
@@ -80,26 +132,25 @@ def run_exact(cfg: Config) -> list:
 
 
 def run_llm(cfg: Config) -> list:
-    """The LLM backend: llm.train on the game's enumerable world; the LM's exact gap is recorded."""
+    """The LLM backend (llm.train): a real model on text prompts, or the game's enumerable world."""
     from llm.train import LLMTrainConfig, train
 
-    ignored = [f for f, v in (("--init", cfg.init != "reference"), ("--record", cfg.record), ("--game-args", cfg.game_args)) if v]
-    if ignored:
-        raise SystemExit(f"train: {', '.join(ignored)} apply to --backend exact only (the LLM world records every step "
-                         "and starts from the model)")
-
-    tc = LLMTrainConfig(algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=str(Path(cfg.out) / "llm"),
-                        seed=cfg.seed, hparams=common.parse_hparams(cfg.hparams).get(None, {}),
-                        model=cfg.model or None, oracle=cfg.oracle, response_len=cfg.response_len, lr=cfg.lr,
-                        k=cfg.k, optimizer=cfg.optimizer, batch_size=cfg.batch_size, opponents=cfg.opponents,
-                        checkpoint_every=cfg.checkpoint_every, resume=cfg.resume)
-    try:
-        rows, timings, *_ = train(tc, progress=sys.stderr.isatty())
-    except (FileExistsError, FileNotFoundError) as e:
-        raise SystemExit(f"train: {e}") from None
-    per_step = timings["seconds"] / max(timings["steps"], 1)
-    print(f"{per_step:.3f} s per algorithm step: sampling {timings['sampling']:.1f} s, oracle {timings['oracle']:.1f} s, "
-          f"loss/optimiser {timings['loss']:.1f} s of {timings['seconds']:.1f} s")
+    tc = LLMTrainConfig(
+        algo=cfg.algo, game=cfg.game, steps=cfg.steps or (30 if cfg.quick else 100), out=cfg.out, seed=cfg.seed,
+        hparams=common.parse_hparams(cfg.hparams).get(None, {}), model=cfg.model or None,
+        prompts=cfg.prompts or None, prompt_column=cfg.prompt_column, oracle=cfg.oracle or None,
+        response_len=cfg.response_len, realiser=cfg.realiser, optimizer=cfg.optimizer,
+        lr=_typed(cfg.lr, "--lr", float), k=_typed(cfg.k, "--k", int), samples=_typed(cfg.samples, "--samples", int),
+        opponents=_typed(cfg.opponents, "--opponents", int),
+        prompts_per_step=_typed(cfg.prompts_per_step, "--prompts-per-step", int),
+        max_new_tokens=_typed(cfg.max_new_tokens, "--max-new-tokens", int), temperature=cfg.temperature,
+        top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype, device=cfg.device,
+        checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, save_adapter=cfg.save_adapter,
+        progress=sys.stderr.isatty())
+    rows, summary, *_ = train(tc)
+    t = summary["timings"]
+    print(f"{summary['seconds_per_step']:.3f} s per algorithm step: sampling {t['sampling']:.1f} s, oracle "
+          f"{t['oracle']:.1f} s, log-probs {t['logprobs']:.1f} s, fit {t['fit']:.1f} s; final policy in {summary['final']}")
     return [tuple(r) for r in rows]
 
 
@@ -117,16 +168,26 @@ def summary(rows: common.Rows) -> str:
     return "\n".join(lines)
 
 
+def _fail(message: str):
+    """One line on stderr and exit status 2 (a usage error), no traceback."""
+    print(f"train: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None):
     cfg = common.parse(Config, argv)
     if cfg.backend not in BACKENDS:
-        raise SystemExit(f"unknown --backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
+        _fail(f"--backend = {cfg.backend!r} is not allowed; choose one of {', '.join(BACKENDS)}")
+    wrong = other_backend_flags(cfg)
+    if wrong:
+        _fail(f"{', '.join(wrong)} apply to --backend {'llm' if cfg.backend == 'exact' else 'exact'} only, not to "
+              f"--backend {cfg.backend}")
     with common.Timer() as t:
         if not cfg.plot_only:
             try:
                 rows = BACKENDS[cfg.backend](cfg)
-            except ValueError as e:  # a bad name or hyperparameter: the library's message says what is valid
-                raise SystemExit(f"train: {e}") from None
+            except (ValueError, FileNotFoundError, FileExistsError) as e:  # the message says what is valid
+                _fail(str(e))
             if not rows or not np.all([len(r) == len(common.COLUMNS) for r in rows]):
                 raise RuntimeError(f"backend {cfg.backend!r} returned malformed rows")
             common.write_csv(cfg.csv_path, rows)

@@ -52,6 +52,9 @@ class ExactBackend:
     to torch. Batched games run as one batch: every array carries the game's batch axes first.
     """
 
+    #: every metric here is exact (the run loop records the gaps; ``until=`` may use them)
+    exact_metrics = True
+
     def __init__(self, game, backend: str = "numpy", device=None, dtype=None):
         if not isinstance(game, (PreferenceGame, ZeroSumGame)):
             raise TypeError(
@@ -276,6 +279,21 @@ class ExactBackend:
             with np.errstate(divide="ignore"):
                 out.append(self._broadcast(self.ops.asarray(np.log(p))))
         return TabularPolicy(tuple(out))
+
+    def fingerprint(self) -> dict:
+        """What a resumed run must match (JSON-able): the game (a hash of its matrix and reference),
+        the array library, dtype and device. A numpy checkpoint is not resumed on torch, nor a
+        float64 one in float32: the iterates would differ from the uninterrupted run's."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.game.P if self.symmetric else self.game.A, *self.game.log_reference):
+            a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+            h.update(repr(a.shape).encode())
+            h.update(a.tobytes())
+        return {"game": type(self.game).__name__, "game_sha256": h.hexdigest()[:32],
+                "array_library": self.ops.name, "dtype": str(self.ops.dtype).replace("torch.", ""),
+                "device": str(getattr(self.ops, "device", "cpu"))}
 
     def __repr__(self):
         return f"ExactBackend({self.game!r}, {self.ops.name})"

@@ -118,7 +118,7 @@ def test_record_none_is_log_spaced_above_1000(steps):
 def test_record_schedules():
     np.testing.assert_array_equal(algorithms.record_points(10, "all"), np.arange(11))
     np.testing.assert_array_equal(algorithms.record_points(50, 7), [0, 7, 14, 21, 28, 35, 42, 49, 50])
-    np.testing.assert_array_equal(algorithms.record_points(100, [3, 10, 10, 99, -1, 500]), [0, 3, 10, 99, 100])
+    np.testing.assert_array_equal(algorithms.record_points(100, [3, 10, 10, 99, 500]), [0, 3, 10, 99, 100])
     r = algorithms.run(algorithms.MWU(), G, 50, record=7)
     np.testing.assert_array_equal(r.history["iteration"], [0, 7, 14, 21, 28, 35, 42, 49, 50])
     r = algorithms.run(algorithms.MWU(), G, 100, record=[3, 10, 99])
@@ -209,21 +209,22 @@ def test_checkpoint_and_resume_is_identical_to_an_uninterrupted_run(name, tmp_pa
 
     with pytest.raises(Crash):
         algorithms.run(ALL[name], G, 50, init=INIT3, record="all", callbacks=[crash], checkpoint=path, checkpoint_every=10)
-    algo, state = algorithms.load_checkpoint(path)
+    state = algorithms.load_checkpoint(path)["state"]
     assert state.t == 30  # the last multiple of checkpoint_every before the crash
-    # resume=True continues from the file; `steps` counts the steps still to take
-    rest = algorithms.run(ALL[name], G, 50 - state.t, checkpoint=path, resume=True, record=[50])
+    # resume=True re-issues the same run: it continues from the file to a total of `steps`
+    rest = algorithms.run(ALL[name], G, 50, init=INIT3, record="all", checkpoint=path, checkpoint_every=10, resume=True)
     assert rest.steps == 50
     np.testing.assert_array_equal(final(rest), final(full))
     np.testing.assert_array_equal(rest.average_policy, full.average_policy)
-    assert algorithms.load_checkpoint(path)[1].t == 50  # and the file is up to date at the end
+    np.testing.assert_array_equal(rest.history["iteration"], np.arange(51))  # the records before the crash too
+    assert algorithms.load_checkpoint(path)["state"].t == 50  # and the file is up to date at the end
 
 
-def test_resume_without_a_checkpoint_file_starts_afresh(tmp_path):
+def test_resume_without_a_checkpoint_file_is_an_error(tmp_path):
     path = str(tmp_path / "new.pkl")
-    a = algorithms.run(algorithms.MPO(), G, 30, init=INIT3, checkpoint=path, resume=True)
-    b = algorithms.run(algorithms.MPO(), G, 30, init=INIT3)
-    np.testing.assert_array_equal(final(a), final(b))
+    with pytest.raises(FileNotFoundError, match="new.pkl"):
+        algorithms.run(algorithms.MPO(), G, 30, init=INIT3, checkpoint=path, resume=True)
+    assert not (tmp_path / "new.pkl").exists()
 
 
 # -- the average iterate -------------------------------------------------------------------------------------
