@@ -5,6 +5,19 @@ the algorithm, its state, the history recorded so far, the backend's own state (
 model weights: ``backend.state_dict()`` where the backend has one), torch's global RNG where torch
 is loaded, and the run's configuration. Re-issuing the same ``run(..., checkpoint=PATH,
 resume=True)`` after a kill finishes the same run, bit-identical to one that was never interrupted.
+
+What the loop asks of a backend beyond the algorithms' interface (all optional):
+
+- ``exact_metrics: bool`` (default True): the duality gaps are recorded (and ``until=`` allowed)
+  only when True;
+- ``extra_metrics(policy) -> dict[str, float]``: more metrics, recorded at every record point;
+- ``state_dict()`` / ``load_state_dict(d)``: the backend's own state (RNGs, counters, weights),
+  saved in every checkpoint and restored on resume;
+- ``fingerprint() -> dict``: what a resumed run must match (JSON-able);
+- ``checkpoint_shared() -> dict[str, object]``: large objects the run's state refers to but that
+  the backend rebuilds itself (a frozen base model shared by every snapshot, say): a checkpoint
+  stores a reference to each by its key instead of a copy, and a resume resolves the reference to
+  the new backend's object.
 """
 from __future__ import annotations
 
@@ -13,6 +26,7 @@ import numbers
 import os
 import pickle
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +36,8 @@ from games import validation as V
 
 #: the checkpoint file format written by :func:`run` (a dict; see :func:`load_checkpoint`)
 FORMAT = 1
+#: without checkpoint_every, a checkpoint is written at the first record point this long after the last one
+CHECKPOINT_SECONDS = 30.0
 #: recorded on every backend with exact metrics (``backend.exact_metrics``; see :func:`run`)
 EXACT_METRICS = ("duality_gap", "regularized_gap", "average_gap")
 
@@ -135,8 +151,18 @@ def make_backend(game, backend="numpy", device=None, dtype=None):
                    "(give the game instead, or leave them out)")
         return game
     if isinstance(game, str):
-        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})", cls=V.WrongType)
+        V.fail("game", game, f"it must be a game or a backend; build the game with games.make({game!r})",
+               cls=V.WrongType)
     V.choice(backend, "backend", ("numpy", "torch"))
+    if backend == "numpy" and dtype is not None:
+        # an integer dtype would round every log-probability: the policy never moves, gaps read 0
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            kind = None
+        if kind != "f":
+            V.fail("dtype", dtype, "it must be a floating dtype: 'float64' (the default) or 'float32'",
+                   cls=V.WrongType if kind is None else V.InvalidArgument)
     from games.exact import ExactBackend
 
     return ExactBackend(game, backend=backend, device=device, dtype=dtype)
@@ -240,11 +266,12 @@ def _backend_config(be) -> dict:
     return out
 
 
-def _run_config(config, algo, be, init, average) -> dict:
-    """The configuration saved with a checkpoint and compared on resume (bound algorithm: its
-    resolved hyperparameters; the backend's fingerprint; the caller's own ``config``)."""
-    return {"config": _canon(config or {}), "algorithm": _algorithm_config(algo), "backend": _backend_config(be),
-            "init": _canon(init), "average": bool(average)}
+def _run_config(config, given, bound, be, init, average) -> dict:
+    """The configuration saved with a checkpoint and compared on resume, in the order a difference
+    is reported: the caller's own ``config``, the backend's fingerprint, ``init``, ``average``, the
+    algorithm as given, and its hyperparameters as resolved for this game by ``bind``."""
+    return {"config": _canon(config or {}), "backend": _backend_config(be), "init": _canon(init),
+            "average": bool(average), "algorithm": _algorithm_config(given), "resolved": _algorithm_config(bound)}
 
 
 def _same(a, b) -> bool:
@@ -273,9 +300,33 @@ def _first_difference(saved, given, path=""):
     return None if _same(saved, given) else (path, saved, given)
 
 
-def _field_name(path: str) -> str:
-    """How a differing field is named to the user: the caller's config keys as given."""
-    return path[len("config."):] if path.startswith("config.") else path
+def _config_difference(saved, given):
+    """(field, saved value, given value) of the first difference that matters, or None.
+
+    A default left as None in the saved algorithm matches any value now (the caller may pass the
+    bound algorithm, ``result.algorithm``); the resolved hyperparameters are compared after that,
+    so what ``bind`` derives from the game is checked too, and named as resolved.
+    """
+    saved, given = dict(saved), dict(given)
+    sa, ga = dict(saved.get("algorithm", {})), dict(given.get("algorithm", {}))
+    explicit = [k for k, v in ga.items() if v is not None]  # what the caller set: reported first
+    for k in list(sa):
+        if sa[k] is None and k in ga:
+            ga[k] = None
+    saved["algorithm"], given["algorithm"] = sa, ga
+    for key in ("resolved",):
+        for d in (saved, given):
+            r = dict(d.get(key, {}))
+            d[key] = {**{k: r[k] for k in explicit if k in r}, **r}
+    d = _first_difference(saved, given)
+    if d is None:
+        return None
+    name, was, now = d
+    if name.startswith("config."):  # the caller's config keys as given (e.g. its command-line flags)
+        name = name[len("config."):]
+    elif name.startswith("resolved."):
+        name = f"algorithm.{name[len('resolved.'):]} (as resolved for this game)"
+    return name, was, now
 
 
 # -- checkpoint files ----------------------------------------------------------------------------------
@@ -302,13 +353,56 @@ def _set_global_rng(saved):
         torch.cuda.set_rng_state_all(saved["torch_cuda"])
 
 
-def _save(path, payload):
+class _Shared:
+    """What a checkpoint refers to instead of storing: one of the backend's shared objects, seen by
+    :func:`load_checkpoint` without the backend that would resolve it."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __repr__(self):
+        return f"<shared object {self.key!r} of the backend (not stored in the checkpoint)>"
+
+
+class _Pickler(pickle.Pickler):
+    # The backend's shared objects (``backend.checkpoint_shared()``: e.g. the frozen base model
+    # that every LoRA snapshot refers to) are written as a reference, not copied into every file.
+    def __init__(self, f, shared):
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._ids = {id(o): k for k, o in (shared or {}).items()}
+
+    def persistent_id(self, obj):
+        return self._ids.get(id(obj)) if self._ids else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, f, shared):
+        super().__init__(f)
+        self._shared = shared
+
+    def persistent_load(self, pid):
+        if self._shared is None:
+            return _Shared(pid)
+        if pid not in self._shared:
+            raise pickle.UnpicklingError(f"it refers to a shared object {pid!r} that this backend does not have")
+        return self._shared[pid]
+
+
+def _shared_objects(be):
+    fn = getattr(be, "checkpoint_shared", None)
+    return dict(fn()) if fn is not None else {}
+
+
+def _save(path, payload, shared=None):
     """Write ``payload`` atomically: a crash mid-write never corrupts the last good checkpoint, and
     a failed write leaves no ``.tmp`` behind."""
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+            if shared:
+                _Pickler(f, shared).dump(payload)
+            else:  # no per-object hook: the plain C pickler
+                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -321,12 +415,15 @@ def _save(path, payload):
 _KEYS = ("format", "algorithm", "state", "history", "backend", "config")
 
 
-def load_checkpoint(path) -> dict:
+def load_checkpoint(path, shared=None) -> dict:
     """The checkpoint that ``run(..., checkpoint=path)`` wrote, as a dict with the keys
     ``format`` (1), ``algorithm`` (bound), ``state`` (:class:`RunState`), ``history`` (metric →
     list of records), ``backend`` (``backend.state_dict()`` or None), ``config`` (what a resume
     must match), ``origin`` (the iteration the run started at), ``stopped`` (True when ``until``
     or a callback ended it) and ``rng`` (torch's global RNG, or None).
+
+    shared: the backend's shared objects (``backend.checkpoint_shared()``), which the file refers
+    to rather than stores; without them such references load as placeholders.
 
     Raises FileNotFoundError (no such file), or ValueError naming the path when the file is not a
     checkpoint of this format (empty, truncated, garbage, another program's pickle). Checkpoints
@@ -342,7 +439,7 @@ def load_checkpoint(path) -> dict:
         V.fail("checkpoint", str(p), "it is a directory; give the checkpoint file's path")
     try:
         with open(p, "rb") as f:
-            d = pickle.load(f)
+            d = _Unpickler(f, shared).load()
     except Exception as e:  # empty, truncated, garbage, a module that no longer exists...
         why = "it is empty" if p.stat().st_size == 0 else f"it cannot be read ({type(e).__name__}: {e})"
         V.fail("checkpoint", str(p), f"it is not a readable nashlab run checkpoint: {why}; "
@@ -378,6 +475,8 @@ def _check_algorithm(algo):
 
 
 def _check_callbacks(callbacks):
+    if callbacks is None:
+        return ()
     if callable(callbacks):
         V.fail("callbacks", callbacks, "it must be a list or tuple of functions f(t, state, metrics); "
                "wrap a single one in a list: callbacks=[f]", cls=V.WrongType)
@@ -395,14 +494,18 @@ def _optional_bool(value, name):
 
 def _initial_policy(be, init):
     """The backend's start policy; its refusals of ``init`` are reported as being about ``init``."""
+    want = "it must be probabilities over the actions (an array; a pair (x, y) for a zero-sum game)"
+    if isinstance(init, (bool, str, bytes, numbers.Number, dict, set)) or callable(init):
+        V.fail("init", init, want, cls=V.WrongType)
     try:
         return be.initial_policy(init)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, IndexError) as e:  # IndexError: arrays of the wrong shape
         msg = str(e)
         if "init" in msg:
             raise
         cls = V.WrongType if isinstance(e, TypeError) else V.InvalidArgument
-        raise cls(f"init: {msg}") from None
+        shown = repr(init) if len(repr(init)) <= 80 else repr(init)[:77] + "..."
+        raise cls(f"init = {shown} is not allowed; {msg}") from None
 
 
 # -- the loop -------------------------------------------------------------------------------------------------
@@ -427,28 +530,33 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     backend has exact metrics (``backend.exact_metrics``, default True), plus every entry of
     ``backend.extra_metrics(policy)`` where the backend defines it. A duality gap needs Pπ
     (shared with the next step's query) and πᵀP: one extra pass over a preference matrix.
-    callbacks: a list of ``f(t, state, metrics)``, run at each record; one returning True stops
-    the run. until: stop once every game's duality gap is ≤ until (checked every step: the gap's
-    cost plus one device sync per step; needs exact metrics). average: keep the average iterate
-    (O(B·n); its probabilities are shared with the next step's query; default: on wherever the
-    backend has probabilities, i.e. not on an LLM).
+    callbacks: a list of ``f(t, state, metrics)`` (or None), run at each record; one returning
+    True stops the run. until: stop once every game's duality gap is ≤ until (checked every step:
+    the gap's cost plus one device sync per step; needs exact metrics). average: keep the average
+    iterate (O(B·n); its probabilities are shared with the next step's query; default: on wherever
+    the backend has probabilities, i.e. not on an LLM).
     state: continue an in-memory run (``result.state``) for ``steps`` MORE steps.
 
-    checkpoint: a file written atomically (pickle) at the start, every ``checkpoint_every`` steps
-    (default: at every record) and at the end; it holds the algorithm, its state, the history so
-    far, ``backend.state_dict()`` (RNGs, counters, model weights) where the backend has one,
-    torch's global RNG, and the configuration: ``config`` (the caller's dict, e.g. its command-line
-    flags), the bound algorithm's class and hyperparameters, ``backend.fingerprint()`` where the
-    backend has one, ``init`` and ``average``. The path is checked before the first step (a
-    directory or an unwritable location is refused); an existing file is never overwritten by a
-    new run (FileExistsError). resume=True continues the run in ``checkpoint`` to a TOTAL of
-    ``steps`` iterations: re-issuing the same call after a kill finishes the same run, bit-identical
-    to an uninterrupted one, and ``result.history`` holds the records from before the checkpoint
-    too. A missing file is a FileNotFoundError; a checkpoint whose configuration differs from the
-    one given is refused naming the field (a resume continues a run, it does not change it); a
-    run that ``until`` or a callback ended is returned as it is; a larger ``steps`` extends a
-    finished run. as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as
-    the backend's arrays (tensors on their device); ``result.history`` is numpy either way.
+    checkpoint: a file, written atomically (pickle) before the first step, every
+    ``checkpoint_every`` steps (default: at the first record point :data:`CHECKPOINT_SECONDS`
+    after the previous save, so a fast run does not spend its time rewriting its history) and at
+    the end. It holds the bound algorithm, its state, the history so far, ``backend.state_dict()``
+    (RNGs, counters, model weights) where the backend has one, torch's global RNG, and the
+    configuration a resume must match: ``config`` (the caller's dict, e.g. its command-line flags;
+    leave out what may differ when the same run is re-issued: steps, resume, output paths,
+    progress), the algorithm's class and hyperparameters (as given and as resolved by ``bind``),
+    ``backend.fingerprint()`` where the backend has one, ``init`` and ``average``. The path is
+    checked before the first step (a directory or an unwritable location is refused), and an
+    existing file is never overwritten by a new run (FileExistsError).
+    resume=True continues the run in ``checkpoint`` to a TOTAL of ``steps`` iterations: re-issuing
+    the same call after a kill finishes the same run, bit-identical to an uninterrupted one, and
+    ``result.history`` holds the records from before the checkpoint too. A missing file is a
+    FileNotFoundError; a file that is not a checkpoint, or one whose configuration differs from
+    the one given, is refused naming the path and the field (a resume continues a run, it does
+    not change it). A run that ``until`` or a callback ended is returned as it is; a larger
+    ``steps`` extends a finished run.
+    as_numpy: return ``result.policy``/``average_policy`` as numpy (default) or as the backend's
+    arrays (tensors on their device); ``result.history`` is numpy either way.
 
     Every argument is checked before the first step; refusals are ValueError (TypeError too for a
     value of the wrong kind) naming the argument.
@@ -486,11 +594,16 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
     if checkpoint is not None:
         path = _checkpoint_path(checkpoint)
         if resume:
-            saved = load_checkpoint(path)  # FileNotFoundError / ValueError naming the path
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"checkpoint = {path!r}: no such file (resume=True continues a run from its "
+                                        "checkpoint; start the run without resume to create one)")
         elif os.path.exists(path):
             raise FileExistsError(f"checkpoint = {path!r} already exists; pass resume=True to continue that run, "
                                   "or give another path (nothing was overwritten)")
     be = make_backend(game, backend, device, dtype)
+    shared = _shared_objects(be)
+    if resume:
+        saved = load_checkpoint(path, shared)  # ValueError naming the path for anything but a checkpoint
     exact = bool(getattr(be, "exact_metrics", True))
     if until is not None and not exact:
         V.fail("until", until, f"{type(be).__name__} has no exact duality gap to compare with it (exact_metrics "
@@ -500,17 +613,18 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         average = has_probs
     elif average and not has_probs:
         V.fail("average", True, f"{type(be).__name__} has no exact probabilities to average; pass average=False")
+    given = algo
     algo = algo.bind(be)  # idempotent on an already bound algorithm, required on a fresh one
     _check_per_game(algo, be)
-    run_config = _run_config(config, algo, be, init, average)
+    run_config = _run_config(config, given, algo, be, init, average)
 
     history = {"iteration": [], "queries": []}
     origin, stopped = None, False
     if saved is not None:
-        diff = _first_difference(saved["config"], run_config)
+        diff = _config_difference(saved["config"], run_config)
         if diff:
             name, was, now = diff
-            V.fail("checkpoint", path, f"it holds a different run: {_field_name(name)} is {was!r} there but "
+            V.fail("checkpoint", path, f"it holds a different run: {name} is {was!r} there but "
                    f"{now!r} now; resume continues a run, it does not change it (give another checkpoint path "
                    "to start a new run)")
         state, origin, stopped = saved["state"], int(saved["origin"]), bool(saved["stopped"])
@@ -530,7 +644,9 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
         origin = state.t
         start, end = state.t, state.t + steps
     points = record_points(end - origin, record, origin)
-    points = points[points >= start] if saved is None else points[points > start]
+    # a resumed run records what its history does not hold yet (a kill can fall between a save and a record)
+    last = history["iteration"][-1] if history["iteration"] else start - 1
+    points = points[(points >= start) & (points > last)]
     q0 = be.queries
 
     def payload(st, stop):
@@ -538,8 +654,14 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 "backend": be.state_dict() if hasattr(be, "state_dict") else None, "config": run_config,
                 "origin": origin, "stopped": bool(stop), "rng": _global_rng()}
 
+    last_save = [time.monotonic()]
+
+    def save(st, stop=False):
+        _save(path, payload(st, stop), shared)
+        last_save[0] = time.monotonic()
+
     if path is not None and saved is None:
-        _save(path, payload(state, False))  # unpicklable or unwritable state fails now, not after the work
+        save(state)  # unpicklable or unwritable state fails now, not after the work
 
     def do_record(st):
         m = _metrics(algo, be, st, average, exact)
@@ -584,14 +706,15 @@ def run(algo, game, steps: int, *, backend="numpy", device=None, dtype=None, ini
                 next_rec += 1
             if bar is not None and "duality_gap" in m:
                 bar.set_postfix(gap=f"{np.max(m['duality_gap']):.2e}", refresh=False)
-            if path is not None and not every and t < end and not stop:
-                _save(path, payload(state, False))
+            if (path is not None and not every and t < end and not stop
+                    and time.monotonic() - last_save[0] >= CHECKPOINT_SECONDS):
+                save(state)
         if path is not None and every and t % every == 0 and t < end and not stop:
-            _save(path, payload(state, False))
+            save(state)
     if bar is not None:
         bar.close()
     if path is not None:
-        _save(path, payload(state, stop))
+        save(state, stop)
     # Per-game hyperparameters on a single game batch it implicitly from the first step on (one
     # matrix, B policies): the shared initial record is broadcast to the B games.
     hist = {k: np.stack(np.broadcast_arrays(*v)) if v else np.asarray(v) for k, v in history.items()}

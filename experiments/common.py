@@ -12,6 +12,13 @@ algorithm's resolved hyperparameters. Figures are drawn from these rows alone (r
 CSV), so ``--plot-only`` redraws a figure without rerunning anything.
 
 Every algorithm has ONE colour (:data:`ALGO_STYLE`), the same in every figure.
+
+Bad input never costs work: flags are typed and bounded where they are declared (``arg(3, "...",
+low=1)``: ``--flag = 0 is not allowed; it must be an integer >= 1``), and each script's
+``Config.check()`` (names of algorithms and games, ``--hparams``) plus ``--out``/``--figures``
+writability run before the first experiment. Every refusal (a ValueError, TypeError or
+FileNotFoundError from the validation layer, or a bad flag) is printed as ONE line ``SCRIPT: message``
+on stderr with exit status 2 and no traceback (:func:`cli`; set ``NASHLAB_TRACEBACK=1`` to see one).
 """
 from __future__ import annotations
 
@@ -27,13 +34,16 @@ import argparse  # noqa: E402
 import ast  # noqa: E402
 import csv  # noqa: E402
 import dataclasses  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
-import time
+import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import ClassVar  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from games import validation as V  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = REPO / "figures"
@@ -43,11 +53,25 @@ FLOOR = 1e-16
 
 
 # -- configuration -------------------------------------------------------------------------------
-def arg(default, help: str):
-    """A config field with its ``--help`` text (mutable defaults are fine: lists become tuples)."""
+def arg(default, help: str, *, low=None, high=None, low_open: bool = False, choices=None, nonempty=None,
+        element=None):
+    """A config field with its ``--help`` text (mutable defaults are fine: lists become tuples).
+
+    low/high (low_open: strictly above low): bounds on the number (every number of a tuple flag),
+    checked as the flag is parsed; choices: the allowed strings; nonempty: a tuple flag needs at
+    least one value (default: when its default has one); element: the type of a tuple's values
+    (default: the type of the default's first value).
+    """
     if isinstance(default, list):
         default = tuple(default)
-    return field(default=default, metadata={"help": help})
+    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices,
+            "nonempty": bool(default) if nonempty is None and isinstance(default, tuple) else bool(nonempty),
+            "element": element}
+    return field(default=default, metadata=meta)
+
+
+class UsageError(V.InvalidArgument):
+    """A command line argparse could not parse (unknown flag, missing value, bad type)."""
 
 
 @dataclass
@@ -56,7 +80,7 @@ class Base:
 
     out: str = arg("results", "directory for the tidy CSV results (git-ignored)")
     figures: str = arg(str(FIGURES), "directory the figures are written to")
-    seed: int = arg(0, "random seed (random games are drawn from it)")
+    seed: int = arg(0, "random seed (random games are drawn from it)", low=0)
     quick: bool = arg(False, "a CI-sized run (seconds): fewer steps, games and seeds")
     plot_only: bool = arg(False, "skip the runs; redraw the figure from the CSV already in --out")
 
@@ -70,38 +94,150 @@ class Base:
     def figure_path(self, suffix: str = "") -> Path:
         return Path(self.figures) / f"{self.NAME}{suffix}.png"
 
+    def check(self):
+        """The script's own checks (names, hyperparameters, combinations of flags); raise ValueError
+        naming the flag. Runs before any work; the base class has none."""
+
+    def validate(self):
+        """Every check that can be made before any work: the script's :meth:`check`, then that the
+        results can be read (--plot-only) or written (--out) and the figures written (--figures).
+        Directories are created only once every other check has passed."""
+        self.check()
+        dirs = [(self.figures, "--figures")]
+        if self.plot_only:
+            if not self.csv_path.is_file():
+                raise FileNotFoundError(f"--plot-only: no results at {self.csv_path}; run the experiment first "
+                                        "(without --plot-only), or give the --out it wrote to")
+        else:
+            dirs.insert(0, (self.out, "--out"))
+        for path, flag in dirs:  # every directory checked before any is created
+            _could_create(path, flag)
+        for path, flag in dirs:
+            V.writable_dir(path, flag)
+
+
+def _could_create(path, flag: str):
+    """Refuse (naming ``flag``) a directory path that is empty, names a file, or lies under a file or
+    an unwritable directory — without creating anything."""
+    if path is None or not str(path).strip():
+        V.fail(flag, path, "it must be a directory path", cls=V.WrongType)
+    p = Path(path).absolute()
+    if p.exists():
+        if not p.is_dir():
+            V.fail(flag, str(path), "it exists and is not a directory")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        V.fail(flag, str(path), f"{parent} is a file, so no directory can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        V.fail(flag, str(path), f"{parent} is not writable, so the directory cannot be made")
+
 
 def _parse_value(text: str):
     """'3' → 3, '0.5' → 0.5, 'adaptive' → 'adaptive', '(1, 2)' → (1, 2)."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are raised (and printed by :func:`cli` as one line), not printed with
+    the usage and exited from here."""
+
+    def error(self, message):
+        m = re.match(r"argument (--[\w-]+)(?:/[^:]*)?: (.*)", message, re.S)
+        if m and m.group(2).startswith(m.group(1)):
+            message = m.group(2)  # our own typed flags already name themselves
+        raise UsageError(f"{message} (see --help)")
+
+
+def _flag_type(flag: str, kind, meta: dict, each: bool = False):
+    """An argparse ``type=`` that converts and checks one value, naming the flag in its error."""
+    low, high, low_open, choices = meta.get("low"), meta.get("high"), meta.get("low_open"), meta.get("choices")
+    name = flag
+
+    def convert(text: str):
+        try:
+            if kind is int:
+                try:
+                    v = int(text)
+                except ValueError:
+                    V.fail(name, text, "it must be an integer" + _bounds(low, high, low_open), cls=V.WrongType)
+                V.integer(v, name, low=low if not low_open else low + 1, high=high)
+                return v
+            if kind is float:
+                try:
+                    v = float(text)
+                except ValueError:
+                    V.fail(name, text, "it must be a number" + _bounds(low, high, low_open), cls=V.WrongType)
+                return V.number(v, name, low=low, high=high, low_open=low_open)
+            if choices is not None:
+                return V.choice(text, name, choices)
+            return text
+        except V.InvalidArgument as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(kind, "__name__", "value")
+    return convert
+
+
+def _bounds(low, high, low_open) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
 def parse(config_cls, argv=None, description: str | None = None):
-    """Build ``config_cls`` from the command line (``argv``; ``sys.argv[1:]`` when None)."""
+    """Build ``config_cls`` from the command line (``argv``; ``sys.argv[1:]`` when None).
+
+    Raises :class:`UsageError` (a ValueError naming the flag) for anything argparse refuses or a
+    flag's bounds exclude; ``--help`` prints and exits 0 as usual.
+    """
     doc = description or (sys.modules[config_cls.__module__].__doc__ or "")
-    p = argparse.ArgumentParser(description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = getattr(config_cls, "NAME", None)
+    p = _Parser(prog=prog, description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
+                allow_abbrev=False)
     defaults = {}
+    nonempty = []
     for f in dataclasses.fields(config_cls):
         d = f.default
         defaults[f.name] = d
         flag = "--" + f.name.replace("_", "-")
         quick = config_cls.QUICK.get(f.name, dataclasses.MISSING)
         shown = lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else v  # noqa: E731
-        h = f.metadata.get("help", "")
+        meta = dict(f.metadata)
+        h = meta.get("help", "")
+        if meta.get("choices"):
+            h += f" [{', '.join(map(str, meta['choices']))}]"
         h += f" (default: {shown(d)}" + ("" if quick is dataclasses.MISSING else f"; --quick: {shown(quick)}") + ")"
         h = h.replace("%", "%%")
         kw = dict(default=argparse.SUPPRESS, help=h, dest=f.name)
         if isinstance(d, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif isinstance(d, tuple):
-            elem = type(d[0]) if d else str
-            p.add_argument(flag, nargs="*", type=elem if elem in (int, float) else str, **kw)
+            elem = meta.get("element") or (type(d[0]) if d else str)
+            p.add_argument(flag, nargs="*", type=_flag_type(flag, elem if elem in (int, float) else str, meta), **kw)
+            if meta.get("nonempty"):
+                nonempty.append((f.name, flag))
         else:
-            p.add_argument(flag, type=type(d) if d is not None else str, **kw)
+            kind = type(d) if d is not None else str
+            p.add_argument(flag, type=_flag_type(flag, kind if kind in (int, float) else str, meta), **kw)
     given = vars(p.parse_args(argv))
+    for name, flag in nonempty:
+        if name in given and not given[name]:
+            raise UsageError(f"{flag} = (nothing) is not allowed; give at least one value")
+    for name, v in given.items():
+        if isinstance(v, list):  # a value given twice would run (and draw) the same thing twice
+            twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+            if twice is not None:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} = {twice!r} is not allowed; it is given twice (give each value once)")
     values = dict(defaults)
     if given.get("quick", False):
         values.update(config_cls.QUICK)
@@ -109,23 +245,89 @@ def parse(config_cls, argv=None, description: str | None = None):
     return config_cls(**values)
 
 
-def parse_hparams(items, algos=None) -> dict:
+def parse_hparams(items, algos=None, flag: str = "--hparams") -> dict:
     """``("alpha=0.5", "mpo.refresh=20")`` → ``{None: {"alpha": 0.5}, "mpo": {"refresh": 20}}``.
 
     A bare ``key=value`` applies to the algorithm of the run (train.py); ``algo.key=value`` to one
-    algorithm of a multi-algorithm script.
+    algorithm of a multi-algorithm script (``algos``: the names allowed there; None: any). A
+    missing ``=``, an unknown algorithm or a key given twice is a ValueError naming ``flag``.
     """
     out: dict = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--hparams expects key=value (or algo.key=value); got {item!r}")
+            V.fail(flag, item, "each value must be key=value (or algo.key=value)")
         key, value = item.split("=", 1)
         algo, _, name = key.rpartition(".")
         algo = algo or None
+        if not name:
+            V.fail(flag, item, "each value must be key=value (or algo.key=value); the key is empty")
         if algo is not None and algos is not None and algo not in algos:
-            raise SystemExit(f"--hparams {item!r}: unknown algorithm {algo!r}; choose from {', '.join(algos)}")
+            V.fail(flag, item, f"{algo!r} is not one of the algorithms run: {', '.join(algos)}" if algos else
+                   "this script runs one algorithm: give key=value, without an algorithm's name")
+        if name in out.get(algo, {}):
+            V.fail(flag, item, f"{key} is given twice; give each hyperparameter once")
         out.setdefault(algo, {})[name] = _parse_value(value)
     return out
+
+
+def check_algorithms(names, flag: str = "--algorithms", allowed=None) -> list[str]:
+    """Registry names of ``names`` (aliases resolved), each known (and in ``allowed`` if given);
+    a ValueError naming ``flag`` and the valid names otherwise."""
+    import algorithms
+
+    out = []
+    for n in names:
+        try:
+            name = algorithms.get(n).name
+        except ValueError:
+            V.choice(n, flag, list(allowed or algorithms.available()))
+        if allowed is not None and name not in allowed:
+            V.choice(n, flag, list(allowed))
+        out.append(name)
+    return out
+
+
+def build_algorithms(names, hparams=(), flag: str = "--hparams", base=None) -> dict:
+    """``{name: algorithm}``, every one built now with its ``--hparams`` overrides (so a bad value
+    is refused before the first run, naming the flag). ``base``: overrides applied to every one."""
+    import algorithms
+
+    overrides = parse_hparams(hparams, list(names), flag)
+    out = {}
+    for n in names:
+        hp = {**(base or {}), **overrides.get(n, {})}
+        try:
+            out[n] = algorithms.make(n, **hp)
+        except (ValueError, TypeError) as e:
+            shown = " ".join([f"{k}={v}" for k, v in (base or {}).items()]
+                             + [f"{n}.{k}={v}" for k, v in overrides.get(n, {}).items()])
+            raise V.InvalidArgument(f"{flag} {shown}: {e}") from None
+    return out
+
+
+#: the game specs a script accepts: a catalogue name, or randomN (N×N random games)
+_RANDOM = re.compile(r"random(\d+)")
+
+
+def is_random_spec(spec: str) -> bool:
+    """Whether ``spec`` is ``randomN`` (N×N random games drawn from --seed), not a catalogue name."""
+    return _RANDOM.fullmatch(spec) is not None
+
+
+def check_games(specs, flag: str = "--games", preference_only: bool = False) -> list[str]:
+    """Every spec a catalogue name (games.available()) or ``randomN`` with N >= 2."""
+    import games
+
+    for spec in specs:
+        m = _RANDOM.fullmatch(spec)
+        if m:
+            if int(m.group(1)) < 2:
+                V.fail(flag, spec, "randomN needs N >= 2 actions (a 1-action game has nothing to learn)")
+            continue
+        key = spec.strip().lower().replace("-", "_")
+        if key not in games.available():
+            V.choice(spec, flag, games.available() + ["randomN"])
+    return list(specs)
 
 
 # -- tidy rows -----------------------------------------------------------------------------------
@@ -160,8 +362,10 @@ def history_rows(result, *, game: str, seed: int, metrics=("duality_gap", "regul
     name = algorithm or algo.name
     it, q = np.asarray(h["iteration"]), np.asarray(h["queries"])
     rows = []
-    batched = np.ndim(h["duality_gap"]) == 2
-    B = np.shape(h["duality_gap"])[1] if batched else 1
+    # a backend without exact metrics records only its own (backend.extra_metrics): shape from those
+    shaped = next((np.asarray(h[m]) for m in metrics if m in h), np.asarray(it))
+    batched = shaped.ndim == 2
+    B = shaped.shape[1] if batched else 1
     for b in range(B):
         gname = f"{game}#{b}" if batched else game
         params = params_str(algo, b if batched else None)
@@ -224,7 +428,7 @@ class Rows(list):
 def read_csv(path) -> Rows:
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"no results at {path}: run the experiment first (without --plot-only)")
+        raise FileNotFoundError(f"no results at {path}: run the experiment first (without --plot-only)")
     out = Rows()
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
@@ -254,8 +458,7 @@ def initial_policy(game, kind: str = "reference", seed: int = 0):
     softmax(N(0, 1)) per game (and per player of a zero-sum game), drawn from ``seed``."""
     if kind == "reference":
         return None
-    if kind != "random":
-        raise SystemExit(f"--init must be 'reference' or 'random'; got {kind!r}")
+    V.choice(kind, "--init", ("reference", "random"))
     rng = np.random.default_rng(seed + 12345)
 
     def draw(n):
@@ -272,7 +475,7 @@ def make_game(spec: str, seed: int = 0, batch: int = 1):
     N×N games (EGPO's generator) drawn from ``seed``. Returns (game, family name for the rows)."""
     import games
 
-    if spec.startswith("random") and spec[6:].isdigit():
+    if is_random_spec(spec):
         n = int(spec[6:])
         g = games.make("random", n=n, seed=seed, batch=batch if batch > 1 else None)
         return g, f"random(n={n})"
@@ -395,17 +598,52 @@ def record_schedule(steps: int, n: int = 300) -> list[int]:
     return sorted(set(geo.tolist()) | set(lin.tolist()) | {0, steps})
 
 
+#: what :func:`cli` reports as one line: the validation layer's refusals, missing and existing files
+#: (while parsing and checking: also any ValueError or TypeError, which can only be the input's)
+REFUSALS = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def cli(name: str, body, argv=None):
+    """Run ``body(argv)``; a refusal is printed as ONE line ``name: message`` on stderr and the
+    process exits with status 2, no traceback (``NASHLAB_TRACEBACK=1`` re-raises it instead).
+    An unexpected error (a bug) keeps its traceback."""
+    try:
+        return body(argv)
+    except REFUSALS as e:
+        if os.environ.get("NASHLAB_TRACEBACK"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"{name}: {msg}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def parse_and_check(config_cls, argv=None):
+    """The config from the command line, with every check that can be made before any work done."""
+    try:
+        cfg = parse(config_cls, argv)
+        cfg.validate()
+    except TypeError as e:  # before any work, a TypeError can only be about the input
+        if isinstance(e, V.WrongType):
+            raise
+        raise V.WrongType(str(e)) from None
+    return cfg
+
+
 def main(config_cls, run, plot, argv=None, summarise=None):
-    """The body of every script's main: parse flags, run (unless --plot-only), write the CSV, plot.
+    """The body of every script's main: parse and check the flags (before any work), run (unless
+    --plot-only), write the CSV, plot. Refusals: one line on stderr, exit status 2 (:func:`cli`).
 
     ``summarise(cfg, rows)`` (optional) prints a table from the rows and returns any extra files it wrote.
     """
-    cfg = parse(config_cls, argv)
-    with Timer() as t:
-        if not cfg.plot_only:
-            write_csv(cfg.csv_path, run(cfg))
-        rows = read_csv(cfg.csv_path)
-        extra = list(summarise(cfg, rows) or []) if summarise else []
-        fig = plot(cfg, rows)
-    report(cfg, [cfg.csv_path, *extra, fig], t.seconds)
-    return cfg
+    def body(argv):
+        cfg = parse_and_check(config_cls, argv)
+        with Timer() as t:
+            if not cfg.plot_only:
+                write_csv(cfg.csv_path, run(cfg))
+            rows = read_csv(cfg.csv_path)
+            extra = list(summarise(cfg, rows) or []) if summarise else []
+            fig = plot(cfg, rows)
+        report(cfg, [cfg.csv_path, *extra, fig], t.seconds)
+        return cfg
+
+    return cli(config_cls.NAME, body, argv)

@@ -29,22 +29,29 @@ from experiments.common import arg
 
 @dataclass
 class Config(common.Base):
-    steps: int = arg(20_000, "iterations per run")
+    steps: int = arg(20_000, "iterations per run", low=1)
     games: tuple = arg(("cyclic3", "perturbed_rps", "dice", "condorcet", "random10"),
                        "games: catalogue names, or randomN for --random-games random N×N games")
-    random_games: int = arg(16, "random games drawn for each randomN entry (one batched run; median and IQR plotted)")
+    random_games: int = arg(16, "random games drawn for each randomN entry (one batched run; median and IQR plotted)",
+                            low=1)
     algorithms: tuple = arg(tuple(algorithms.available()), "algorithms to run (registry names)")
     hparams: tuple = arg((), "hyperparameter overrides as algo.key=value, e.g. omwu.eta=0.5 mpo.alpha=0.1")
     init: str = arg("random", "initial policy: 'random' (interior, softmax of N(0,1), from --seed; the same for "
-                              "every algorithm) or 'reference' (uniform; dice's NE, so nothing moves there)")
+                              "every algorithm) or 'reference' (uniform; dice's NE, so nothing moves there)",
+                       choices=("random", "reference"))
 
     NAME = "convergence"
     QUICK = dict(steps=1000, games=("cyclic3", "random10"), random_games=2)
 
+    def check(self):
+        common.check_games(self.games)
+        self.algorithms = tuple(common.check_algorithms(self.algorithms))
+        common.build_algorithms(self.algorithms, self.hparams)
+
 
 def run(cfg: Config) -> list:
     """Every (game, algorithm) run; tidy rows of duality_gap, regularized_gap and average_gap."""
-    overrides = common.parse_hparams(cfg.hparams, cfg.algorithms)
+    algos = common.build_algorithms(cfg.algorithms, cfg.hparams)  # checked already: refused before any run
     record = common.record_schedule(cfg.steps)
     rows = []
     jobs = [(g, a) for g in cfg.games for a in cfg.algorithms]
@@ -54,8 +61,7 @@ def run(cfg: Config) -> list:
         init = common.initial_policy(game, cfg.init, cfg.seed)
         for name in cfg.algorithms:
             bar.set_postfix_str(f"{fam} / {name}")
-            algo = algorithms.make(name, **overrides.get(name, {}))
-            res = algorithms.run(algo, game, cfg.steps, record=record, progress=False, init=init)
+            res = algorithms.run(algos[name], game, cfg.steps, record=record, progress=False, init=init)
             rows += common.history_rows(res, game=fam, seed=cfg.seed)
             bar.update(1)
     bar.close()

@@ -27,25 +27,30 @@ from experiments.common import arg
 
 @dataclass
 class Config(common.Base):
-    steps: int = arg(20_000, "iterations per run")
+    steps: int = arg(20_000, "iterations per run", low=1)
     games: tuple = arg(("cyclic3", "perturbed_rps", "random10"), "games (randomN: --random-games random N×N games)")
-    random_games: int = arg(8, "random games drawn for each randomN entry (median and IQR plotted)")
+    random_games: int = arg(8, "random games drawn for each randomN entry (median and IQR plotted)", low=1)
     algorithms: tuple = arg(("mwu", "omwu", "mpo"), "algorithms to compare")
     hparams: tuple = arg((), "overrides as algo.key=value, e.g. mwu.eta=0.05")
 
     NAME = "last_vs_average"
     QUICK = dict(steps=500, games=("cyclic3",), random_games=2)
 
+    def check(self):
+        common.check_games(self.games)
+        self.algorithms = tuple(common.check_algorithms(self.algorithms))
+        common.build_algorithms(self.algorithms, self.hparams)
+
 
 def run(cfg: Config) -> list:
-    overrides = common.parse_hparams(cfg.hparams, cfg.algorithms)
+    algos = common.build_algorithms(cfg.algorithms, cfg.hparams)
     record = np.unique(np.round(np.geomspace(1, cfg.steps, 250))).astype(int).tolist()
     rows = []
     bar = common.progress(total=len(cfg.games) * len(cfg.algorithms), desc="last_vs_average")
     for spec in cfg.games:
         game, fam = common.make_game(spec, seed=cfg.seed, batch=cfg.random_games)
         for name in cfg.algorithms:
-            res = algorithms.run(algorithms.make(name, **overrides.get(name, {})), game, cfg.steps, record=record,
+            res = algorithms.run(algos[name], game, cfg.steps, record=record,
                                  progress=False)
             rows += common.history_rows(res, game=fam, seed=cfg.seed, metrics=("duality_gap", "average_gap"))
             bar.update(1)

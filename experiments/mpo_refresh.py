@@ -25,20 +25,38 @@ import numpy as np
 import algorithms
 import games
 from experiments.common import arg
+from games import validation as V
 
 
 @dataclass
 class Config(common.Base):
-    alphas: tuple = arg((0.05, 0.1, 0.2, 0.4), "magnet strengths α (MPO's default is L/2 ≈ 0.2–0.25 here)")
+    alphas: tuple = arg((0.05, 0.1, 0.2, 0.4), "magnet strengths α (MPO's default is L/2 ≈ 0.2–0.25 here)",
+                        low=0, low_open=True)
     refresh: tuple = arg(("1", "2", "5", "10", "20", "50", "100", "adaptive"), "refresh rules: periods K, or 'adaptive'")
-    target: float = arg(1e-8, "duality gap to reach")
-    budget: int = arg(50_000, "iterations allowed per run")
+    target: float = arg(1e-8, "duality gap to reach", low=0, low_open=True)
+    budget: int = arg(50_000, "iterations allowed per run", low=1)
     games: tuple = arg(("cyclic3", "perturbed_rps", "condorcet", "random10"), "games (randomN: random N×N games)")
-    random_games: int = arg(16, "random games drawn for each randomN entry")
+    random_games: int = arg(16, "random games drawn for each randomN entry", low=1)
 
     NAME = "mpo_refresh"
     QUICK = dict(alphas=(0.1, 0.4), refresh=("2", "10", "adaptive"), budget=2000, games=("cyclic3", "random10"),
                  random_games=2)
+
+    def check(self):
+        common.check_games(self.games)
+        for r in self.refresh:
+            if r != "adaptive" and not (r.isdigit() and int(r) >= 1):
+                V.fail("--refresh", r, "each value must be a period K >= 1 (an integer) or 'adaptive'")
+        sizes = {}
+        for s in self.games:
+            if not common.is_random_spec(s):
+                g = games.make(s)
+                if not isinstance(g, games.PreferenceGame):
+                    V.fail("--games", s, "it must be a preference game (this experiment batches preference matrices)")
+                sizes[s] = g.n
+        if len(set(sizes.values())) > 1:
+            V.fail("--games", " ".join(sizes), "the catalogue games are run as one batch, so they must have one size; "
+                   f"got {', '.join(f'{k}: {v}' for k, v in sizes.items())}")
 
 
 def _refresh(r: str):
@@ -47,16 +65,15 @@ def _refresh(r: str):
 
 def _groups(cfg):
     """(panel name, stacked game of every game in the panel, per-entry game names)."""
-    fixed = [s for s in cfg.games if not s.startswith("random")]
+    fixed = [s for s in cfg.games if not common.is_random_spec(s)]
     out = []
     if fixed:
         gs = [games.make(s) for s in fixed]
         n = {g.n for g in gs}
-        if len(n) != 1:
-            raise SystemExit(f"mpo_refresh batches the catalogue games together; they must have one size, got {sorted(n)}")
+        assert len(n) == 1  # Config.check refused other sizes before any work
         out.append(("catalogue", games.PreferenceGame(np.stack([g.P for g in gs]), name="catalogue"), fixed))
     for s in cfg.games:
-        if s.startswith("random"):
+        if common.is_random_spec(s):
             g, fam = common.make_game(s, seed=cfg.seed, batch=max(cfg.random_games, 2))
             out.append((fam, g, [f"{fam}#{b}" for b in range(len(g))]))
     return out

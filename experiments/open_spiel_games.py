@@ -33,17 +33,26 @@ from experiments.common import arg
 @dataclass
 class Config(common.Base):
     main_game: str = arg("kuhn_poker", "the headline game (large panel)")
-    main_steps: int = arg(50_000, "iterations on the headline game")
+    main_steps: int = arg(50_000, "iterations on the headline game", low=1)
     games: tuple = arg(("matrix_rps", "matrix_mp", "matrix_brps", "blotto"), "further open_spiel games (small panels)")
-    steps: int = arg(10_000, "iterations on the further games")
+    steps: int = arg(10_000, "iterations on the further games", low=1)
     algorithms: tuple = arg(tuple(algorithms.available()), "algorithms")
     tuned: tuple = arg(("alpha=0.1", "refresh=500"), "an extra MPO run on the headline game with these hyperparameters")
     hparams: tuple = arg((), "overrides as algo.key=value for every game")
     init: str = arg("random", "initial policy pair: 'random' (interior, from --seed) or 'reference' (uniform, "
-                              "which is already the NE of matrix_rps and matrix_mp)")
+                              "which is already the NE of matrix_rps and matrix_mp)", choices=("random", "reference"))
 
     NAME = "open_spiel_games"
     QUICK = dict(main_steps=1000, games=("matrix_rps",), steps=300, algorithms=("mpo", "mmd", "omwu"))
+
+    def check(self):
+        common.check_games([self.main_game], "--main-game")
+        common.check_games(self.games)
+        self.algorithms = tuple(common.check_algorithms(self.algorithms))
+        common.build_algorithms(self.algorithms, self.hparams)
+        tuned = common.parse_hparams(self.tuned, (), "--tuned")
+        if tuned:
+            common.build_algorithms(["mpo"], (), "--tuned", base=tuned.get(None, {}))
 
 
 def run(cfg: Config) -> list:

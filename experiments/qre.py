@@ -30,12 +30,17 @@ from experiments.common import arg
 
 @dataclass
 class Config(common.Base):
-    alphas: tuple = arg((0.05, 0.1, 0.2, 0.5), "regularisation strengths α (η = α)")
-    steps: int = arg(10_000, "iterations")
+    alphas: tuple = arg((0.05, 0.1, 0.2, 0.5), "regularisation strengths α (η = α)", low=0, low_open=True)
+    steps: int = arg(10_000, "iterations", low=1)
     game: str = arg("perturbed_rps", "the game")
 
     NAME = "qre"
     QUICK = dict(steps=400, alphas=(0.1, 0.5))
+
+    def check(self):
+        common.check_games([self.game], "--game")
+        for a in self.alphas:
+            algorithms.MMD(eta=a, alpha=a)  # bounds are the flag's; anything else MMD refuses, now
 
 
 def run(cfg: Config) -> list:

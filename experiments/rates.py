@@ -66,14 +66,17 @@ def fit_rate(t, kl):
 
 @dataclass
 class Config(common.Base):
-    sizes: tuple = arg((3, 5, 10, 20), "numbers of actions n of the random games")
-    betas: tuple = arg((0.05, 0.1, 0.2, 0.5), "regularisation strengths β (MMD's α, INPO's τ)")
-    random_games: int = arg(6, "random games per size")
-    steps: int = arg(4000, "iterations per run (enough for the slowest rate to reach KL 1e-10)")
+    sizes: tuple = arg((3, 5, 10, 20), "numbers of actions n of the random games", low=2)
+    betas: tuple = arg((0.05, 0.1, 0.2, 0.5), "regularisation strengths β (MMD's α, INPO's τ)", low=0, low_open=True)
+    random_games: int = arg(6, "random games per size", low=1)
+    steps: int = arg(4000, "iterations per run (enough for the slowest rate to reach KL 1e-10)", low=1)
     algorithms: tuple = arg(tuple(METHODS), "methods")
 
     NAME = "rates"
     QUICK = dict(sizes=(5,), betas=(0.2, 0.5), random_games=2, steps=600)
+
+    def check(self):
+        self.algorithms = tuple(common.check_algorithms(self.algorithms, allowed=list(METHODS)))
 
 
 def run(cfg: Config) -> list:

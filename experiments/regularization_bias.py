@@ -35,15 +35,23 @@ MARKERS = {"mmd": "o", "nash_md": "v", "mirror_prox": "s", "egpo": "D", "inpo": 
 @dataclass
 class Config(common.Base):
     betas: tuple = arg(tuple(float(b) for b in np.geomspace(1e-3, 1.0, 13).round(6)),
-                       "β values for the exact floor (the line)")
-    run_betas: tuple = arg((0.03, 0.1, 0.3), "β values at which every regularised method is run (the markers)")
-    steps: int = arg(10_000, "iterations per method run")
+                       "β values for the exact floor (the line)", low=0, low_open=True)
+    run_betas: tuple = arg((0.03, 0.1, 0.3), "β values at which every regularised method is run (the markers)",
+                           low=0, low_open=True)
+    steps: int = arg(10_000, "iterations per method run", low=1)
     games: tuple = arg(("cyclic3", "perturbed_rps", "condorcet", "random10"), "games (randomN: random N×N games)")
-    random_games: int = arg(8, "random games drawn for each randomN entry (median plotted)")
+    random_games: int = arg(8, "random games drawn for each randomN entry (median plotted)", low=1)
     algorithms: tuple = arg(common.REGULARISED, "regularised methods to run (MPO is always run as the no-floor reference)")
 
     NAME = "regularization_bias"
     QUICK = dict(betas=(0.01, 0.1, 1.0), run_betas=(0.1,), steps=1500, games=("cyclic3",), random_games=2)
+
+    def check(self):
+        common.check_games(self.games)
+        self.algorithms = tuple(common.check_algorithms(self.algorithms, allowed=common.REGULARISED))
+        for s in self.games:
+            if not common.is_random_spec(s) and not isinstance(games.make(s), games.PreferenceGame):
+                common.V.fail("--games", s, "it must be a preference game (the floor is computed on P)")
 
 
 def _stack(game, k):

@@ -32,14 +32,17 @@ STALL = 1e-10  # a regularised method whose own gap is below this has converged 
 
 @dataclass
 class Config(common.Base):
-    sizes: tuple = arg((3, 10, 30, 100, 300, 1000), "numbers of responses n")
-    eps: tuple = arg((3e-2, 1e-2), "duality gaps to reach")
-    budget: int = arg(50_000, "iterations allowed per run")
-    random_games: int = arg(8, "random games per n (fewer for large n: at most 2·10⁶/n² of them, at least 2)")
+    sizes: tuple = arg((3, 10, 30, 100, 300, 1000), "numbers of responses n", low=2)
+    eps: tuple = arg((3e-2, 1e-2), "duality gaps to reach", low=0, low_open=True)
+    budget: int = arg(50_000, "iterations allowed per run", low=1)
+    random_games: int = arg(8, "random games per n (fewer for large n: at most 2·10⁶/n² of them, at least 2)", low=1)
     algorithms: tuple = arg(tuple(algorithms.available()), "algorithms")
 
     NAME = "scaling"
     QUICK = dict(sizes=(3, 30), eps=(3e-2,), budget=1000, random_games=2, algorithms=("mpo", "mmd", "mwu"))
+
+    def check(self):
+        self.algorithms = tuple(common.check_algorithms(self.algorithms))
 
 
 def _metric(kind, eps):

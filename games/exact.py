@@ -287,13 +287,15 @@ class ExactBackend:
         import hashlib
 
         h = hashlib.sha256()
-        for a in (self.game.P if self.symmetric else self.game.A, *self.game.log_reference):
+        refs = (self.game.log_reference,) if self.symmetric else tuple(self.game.log_reference)
+        for a in (self.game.P if self.symmetric else self.game.A, *refs):
             a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
             h.update(repr(a.shape).encode())
             h.update(a.tobytes())
         return {"game": type(self.game).__name__, "game_sha256": h.hexdigest()[:32],
                 "array_library": self.ops.name, "dtype": str(self.ops.dtype).replace("torch.", ""),
-                "device": str(getattr(self.ops, "device", "cpu"))}
+                # the kind of device, not its index: the same run resumes on another GPU of the machine
+                "device": getattr(getattr(self.ops, "device", None), "type", "cpu")}
 
     def __repr__(self):
         return f"ExactBackend({self.game!r}, {self.ops.name})"

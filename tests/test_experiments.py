@@ -142,10 +142,11 @@ def test_train(tmp_path):
     assert rows.unique("algorithm") == ["mwu"] and common.param(rows[0]["params"], "eta") == 0.2
     assert max(r["iteration"] for r in rows) == 300
     assert set(train.BACKENDS) >= {"exact"}
-    with pytest.raises(SystemExit, match="unknown --backend"):
-        train.main(["--backend", "nope", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="unknown algorithm"):
-        train.main(["--algo", "nope", "--out", str(tmp_path)])
+    for argv, msg in ((["--backend", "nope"], "--backend = 'nope'"), (["--algo", "nope"], "--algo = 'nope'")):
+        with pytest.raises(SystemExit) as e:
+            train.main([*argv, "--out", str(tmp_path / "x")])
+        assert e.value.code == 2
+        assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("module", [convergence, last_vs_average, regularization_bias, rates, mpo_refresh, scaling, qre,

@@ -271,3 +271,204 @@ def test_zero_steps():
     r = algorithms.run(algorithms.MWU(), G, 0, init=INIT3)
     np.testing.assert_allclose(r.policy, INIT3, atol=1e-15)
     np.testing.assert_array_equal(r.history["iteration"], [0])
+
+
+# -- one checkpoint mechanism: kill, re-issue the same call, get the uninterrupted run ------------------------
+def _histories_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def _exact(kind):
+    if kind == "torch":
+        pytest.importorskip("torch")
+    return lambda: games.ExactBackend(games.make("random", n=6, seed=3, batch=3), backend=kind)
+
+
+def _llm():
+    pytest.importorskip("transformers")
+    from llm import EnumerableWorld, LLMBackend
+    from llm.backend import LLMConfig
+
+    def make():
+        world = EnumerableWorld(games.make("cyclic3").P, response_len=1)
+        return LLMBackend(world.make_policy(seed=0), world=world, config=LLMConfig(k=5, samples=4, opponents=16))
+    return make
+
+
+BACKENDS = {"numpy": lambda: _exact("numpy"), "torch": lambda: _exact("torch"), "llm": _llm}
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: torch's thread pool only spins against the other processes of a busy machine."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize("algo", [algorithms.MPO(refresh=3), algorithms.OMWU(), algorithms.MirrorProx()],
+                         ids=lambda a: a.name)
+def test_kill_and_reissue_is_bit_identical_to_an_uninterrupted_run(kind, algo, tmp_path, one_thread):
+    make = BACKENDS[kind]()
+    kw = {} if kind != "llm" else {"average": False}
+    full = algorithms.run(algo, make(), 4, **kw)
+    path = tmp_path / "run.ckpt"
+    part = algorithms.run(algo, make(), 2, checkpoint=path, **kw)  # "killed" after 2 of 4 steps
+    assert part.steps == 2 and algorithms.load_checkpoint(path)["state"].t == 2
+    rest = algorithms.run(algo, make(), 4, checkpoint=path, resume=True, **kw)  # the same call, re-issued
+    assert rest.steps == 4
+    np.testing.assert_array_equal(final(rest), final(full)) if kind != "llm" else None
+    np.testing.assert_array_equal(np.asarray(rest.policy), np.asarray(full.policy))
+    _histories_equal(rest.history, full.history)  # every record, from before the kill too
+    np.testing.assert_array_equal(rest.history["iteration"], np.arange(5))
+    again = algorithms.run(algo, make(), 4, checkpoint=path, resume=True, **kw)  # a finished run: nothing to do
+    assert again.steps == 4
+    _histories_equal(again.history, full.history)
+
+
+def test_llm_backend_state_is_what_makes_the_resume_exact(tmp_path, one_thread):
+    """Without the backend's RNG the resumed steps replay the first steps' draws (issue 8.4: 0.03)."""
+    make = _llm()
+    full = algorithms.run(algorithms.MPO(), make(), 4, average=False)
+    path = tmp_path / "run.ckpt"
+    algorithms.run(algorithms.MPO(), make(), 2, checkpoint=path, average=False)
+    be = make()
+    be.load_state_dict = lambda d: None  # a backend that forgets its state
+    rest = algorithms.run(algorithms.MPO(), be, 4, checkpoint=path, resume=True, average=False)
+    assert np.abs(rest.policy - full.policy).max() > 1e-3
+
+
+def test_resume_extends_a_finished_run_to_the_new_total(tmp_path):
+    path = tmp_path / "run.ckpt"
+    full = algorithms.run(algorithms.OMWU(), G, 30, init=INIT3, record=5)
+    algorithms.run(algorithms.OMWU(), G, 20, init=INIT3, record=5, checkpoint=path)
+    more = algorithms.run(algorithms.OMWU(), G, 30, init=INIT3, record=5, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(final(more), final(full))
+    np.testing.assert_array_equal(more.history["iteration"], [0, 5, 10, 15, 20, 25, 30])
+    np.testing.assert_array_equal(more.history["duality_gap"], full.history["duality_gap"])
+
+
+def test_a_run_stopped_by_until_is_returned_as_it_is(tmp_path):
+    path = tmp_path / "run.ckpt"
+    a = algorithms.run(algorithms.MPO(), G, 5000, init=INIT3, until=1e-6, checkpoint=path, checkpoint_every=50)
+    assert a.steps < 5000
+    b = algorithms.run(algorithms.MPO(), G, 5000, init=INIT3, until=1e-6, checkpoint=path, checkpoint_every=50,
+                       resume=True)
+    assert b.steps == a.steps
+    _histories_equal(a.history, b.history)
+
+
+def test_checkpoint_is_written_before_the_first_step_and_holds_the_configuration(tmp_path):
+    path = tmp_path / "run.ckpt"
+    seen = []
+
+    def cb(t, state, m):
+        if t == 0:
+            seen.append(algorithms.load_checkpoint(path)["state"].t)
+
+    algorithms.run(algorithms.MMD(), G, 3, callbacks=[cb], checkpoint=path, config={"seed": 7})
+    assert seen == [0]
+    d = algorithms.load_checkpoint(path)
+    assert d["format"] == 1 and d["state"].t == 3 and d["config"]["config"] == {"seed": 7}
+    assert d["config"]["algorithm"]["class"].endswith("MMD") and d["config"]["backend"]["array_library"] == "numpy"
+    assert d["history"]["iteration"] == [0, 1, 2, 3]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# -- backend capabilities (PLAN interface 1) ----------------------------------------------------------------
+class NoExactMetrics(games.ExactBackend):
+    """A backend that cannot measure gaps but reports its own metrics (as an LLM without a world does)."""
+
+    exact_metrics = False
+
+    def extra_metrics(self, policy):
+        return {"entropy": float(-(np.exp(policy.logp[0]) * policy.logp[0]).sum()), "loss": 1.5}
+
+
+def test_no_exact_metrics_records_only_the_backend_metrics():
+    r = algorithms.run(algorithms.MPO(), NoExactMetrics(G), 3, init=INIT3)
+    assert set(r.history) == {"iteration", "queries", "entropy", "loss"}
+    np.testing.assert_array_equal(r.history["loss"], [1.5] * 4)
+    assert r.history["entropy"][0] == pytest.approx(-(INIT3 * np.log(INIT3)).sum(), abs=1e-14)
+
+
+def test_extra_metrics_are_recorded_next_to_the_exact_ones():
+    class Extra(games.ExactBackend):
+        def extra_metrics(self, policy):
+            return {"p0": float(np.exp(policy.logp[0][0]))}
+
+    r = algorithms.run(algorithms.MWU(), Extra(G), 4, init=INIT3, record=2)
+    assert {"duality_gap", "average_gap", "p0"} <= set(r.history)
+    assert r.history["p0"][0] == pytest.approx(0.7, abs=1e-15) and len(r.history["p0"]) == 3
+
+
+def test_resume_accepts_the_bound_algorithm_of_the_first_run(tmp_path):
+    path = tmp_path / "run.ckpt"
+    part = algorithms.run(algorithms.MPO(), G, 10, init=INIT3, checkpoint=path)
+    full = algorithms.run(algorithms.MPO(), G, 20, init=INIT3)
+    rest = algorithms.run(part.algorithm, G, 20, init=INIT3, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(final(rest), final(full))
+
+
+class SharedBackend(games.ExactBackend):
+    """A backend whose state refers to a large object it rebuilds itself (a frozen base model, say)."""
+
+    def __init__(self, game):
+        super().__init__(game)
+        self.base = np.arange(200_000, dtype=np.float64)
+        self.loaded = None
+
+    def checkpoint_shared(self):
+        return {"base": self.base}
+
+    def state_dict(self):
+        return {"base": self.base, "counter": self.queries}
+
+    def load_state_dict(self, d):
+        self.loaded = d
+
+
+def test_shared_backend_objects_are_referenced_not_copied(tmp_path):
+    path = tmp_path / "run.ckpt"
+    algorithms.run(algorithms.MMD(), SharedBackend(G), 3, checkpoint=path)
+    assert path.stat().st_size < 100_000  # the 1.6 MB base is not in the file
+    assert "shared object 'base'" in repr(algorithms.load_checkpoint(path)["backend"]["base"])
+    be = SharedBackend(G)
+    algorithms.run(algorithms.MMD(), be, 5, checkpoint=path, resume=True)
+    assert be.loaded["base"] is be.base and be.loaded["counter"] == 3
+
+
+@pytest.mark.parametrize("kill_at", [0, 7])
+def test_a_kill_between_a_save_and_a_record_loses_no_record(kill_at, tmp_path):
+    path = tmp_path / "run.ckpt"
+    full = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3)
+
+    class Kill(Exception):
+        pass
+
+    def kill(t, state, m):
+        if t == kill_at:
+            raise Kill
+
+    with pytest.raises(Kill):  # killed at the record of kill_at, after the checkpoint of the step before
+        algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, callbacks=[kill], checkpoint=path, checkpoint_every=1)
+    assert algorithms.load_checkpoint(path)["state"].t == max(kill_at - 1, 0)
+    rest = algorithms.run(algorithms.OMWU(), G, 12, init=INIT3, checkpoint=path, checkpoint_every=1, resume=True)
+    _histories_equal(rest.history, full.history)
+
+
+def test_default_checkpoints_are_written_at_records_at_most_every_checkpoint_seconds(tmp_path, monkeypatch):
+    saves = []
+    real = algorithms.run.__globals__["_save"]
+    monkeypatch.setitem(algorithms.run.__globals__, "_save", lambda p, d, s=None: saves.append(d["state"].t) or real(p, d, s))
+    algorithms.run(algorithms.MWU(), G, 200, checkpoint=tmp_path / "a.ckpt")
+    assert saves == [0, 200]  # a fast run: the start and the end only
+    saves.clear()
+    monkeypatch.setitem(algorithms.run.__globals__, "CHECKPOINT_SECONDS", 0.0)
+    algorithms.run(algorithms.MWU(), G, 20, record=5, checkpoint=tmp_path / "b.ckpt")
+    assert saves == [0, 5, 10, 15, 20]  # otherwise at the record points

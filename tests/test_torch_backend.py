@@ -248,7 +248,8 @@ def test_resume_torch(tmp_path):
     g = games.make("random", n=5, seed=4, batch=2)
     full = algorithms.run(algorithms.OMWU(), g, 20, backend="torch")
     half = algorithms.run(algorithms.OMWU(), g, 10, backend="torch", checkpoint=str(tmp_path / "c.pkl"))
-    rest = algorithms.run(algorithms.OMWU(), g, 10, backend="torch", checkpoint=str(tmp_path / "c.pkl"), resume=True)
+    # resume=True re-issues the same run: it continues to a total of `steps`
+    rest = algorithms.run(algorithms.OMWU(), g, 20, backend="torch", checkpoint=str(tmp_path / "c.pkl"), resume=True)
     assert half.steps == 10 and rest.steps == 20
     np.testing.assert_allclose(rest.policy, full.policy, rtol=0, atol=1e-15)
     # cached values (probabilities, payoffs) are not written to checkpoints
