@@ -94,7 +94,7 @@ class Config(common.Base):
     threads: int = arg(2, "torch threads", low=1)
 
     NAME = "llm_alignment"
-    QUICK = dict(steps=2, eval_every=1, tournament_steps=(1, 2), prompts_per_step=2, samples=2, max_new_tokens=6,
+    QUICK = dict(steps=2, eval_every=1, tournament_steps=(1, 2), prompts_per_step=2, samples=2, max_new_tokens=4,
                  eval_samples=2, ref_samples=2, bt_samples=3, k=2, lr=0.05)
 
     def check(self):
