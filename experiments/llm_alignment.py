@@ -78,16 +78,16 @@ class Config(common.Base):
     bt_algorithm: str = arg("mmd", "the update the BT baseline runs against its reward (KL-regularised towards the "
                                    "reference: the DPO/IPO-style objective)")
     hparams: tuple = arg((), "hyperparameter overrides as algo.key=value (bt.key=value for the baseline's update)")
-    steps: int = arg(20, "training steps per algorithm (Mirror Prox: two realisations per step)", low=1)
-    eval_every: int = arg(5, "steps between evaluated checkpoints", low=1)
-    tournament_steps: tuple = arg((10, 20), "the steps whose checkpoints enter the tournament (each a multiple of "
+    steps: int = arg(12, "training steps per algorithm (Mirror Prox: two realisations per step)", low=1)
+    eval_every: int = arg(4, "steps between evaluated checkpoints", low=1)
+    tournament_steps: tuple = arg((4, 12), "the steps whose checkpoints enter the tournament (each a multiple of "
                                             "--eval-every, at most --steps)", element=int)
-    prompts_per_step: int = arg(4, "training prompts per step (drawn without replacement each step)", low=1)
+    prompts_per_step: int = arg(2, "training prompts per step (drawn without replacement each step)", low=1)
     samples: int = arg(4, "responses sampled per prompt per step", low=2)
-    max_new_tokens: int = arg(24, "response length limit (tokens)", low=1)
+    max_new_tokens: int = arg(16, "response length limit (tokens)", low=1)
     lora_r: int = arg(8, "LoRA rank", low=1)
-    lr: float = arg(5e-4, "AdamW learning rate of the regression realiser", low=0, low_open=True)
-    k: int = arg(4, "AdamW steps per realisation", low=1)
+    lr: float = arg(1e-3, "AdamW learning rate of the regression realiser", low=0, low_open=True)
+    k: int = arg(2, "AdamW steps per realisation", low=1)
     eval_samples: int = arg(4, "responses per held-out prompt for each checkpoint", low=1)
     ref_samples: int = arg(8, "responses per held-out prompt for the reference", low=1)
     bt_samples: int = arg(6, "reference responses per training prompt whose judged pairs fit the BT reward", low=2)
@@ -379,7 +379,7 @@ def train_algorithm(cfg: Config, setup: Setup, name: str, algo, bar) -> dict:
     for t in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every):
         bar.set_postfix_str(f"{name} → step {t}")
         result = algorithms.run(algo, backend, t, checkpoint=str(ckpt), resume=ckpt.exists(), config=run_cfg,
-                                record="all", progress=False)
+                                record=[], progress=False)  # metrics at the evaluated checkpoints only
         if str(t) not in evals:
             evals[str(t)] = setup.generate(result.state.algo_state.policy, setup.eval, cfg.eval_samples,
                                            _eval_seed(cfg))
