@@ -267,14 +267,35 @@ class Setup:
     the reference's held-out responses (computed once, cached in the work folder)."""
 
     def __init__(self, cfg: Config, wd: Path):
+        from llm.oracles import from_spec
+
+        self.cfg, self.wd = cfg, wd
+        self.population = from_spec(cfg.population, name="--population")
+        info = wd / "setup.json"
+        self.info = json.loads(info.read_text()) if info.exists() else {}
+        done = all((wd / n / "done.json").exists() for n in cfg.algorithms)
+        ready = "reference_eval" in self.info and (BT not in cfg.algorithms or self.info.get("bt_w") is not None)
+        # everything trained and sampled already: the evaluation needs texts only, not the model
+        self.needs_model = not (done and ready)
+        self.load_seconds = 0.0
+        if self.needs_model:
+            self._load()
+            if not ready:
+                self.info.update(self._fit_and_reference())
+            _write_json(info, self.info)
+        self.eval_texts = self.info["eval_texts"]
+        self.bt = None
+        if self.info.get("bt_w") is not None:
+            self.bt = FeatureBT(self.population.annotators, self.info["bt_w"])
+
+    def _load(self):
         import torch
 
         from llm.data import load_prompts
-        from llm.oracles import from_spec
         from llm.policy import Policy
 
+        cfg = self.cfg
         torch.set_num_threads(cfg.threads)
-        self.cfg, self.wd = cfg, wd
         path = model_path(cfg)
         if cfg.quick and not cfg.model:
             _quick_model(path)
@@ -285,18 +306,10 @@ class Setup:
                              max_new_tokens=cfg.max_new_tokens, context_limit=self.base.context_limit, seed=cfg.seed,
                              name="--prompts")
         self.train, self.eval = split.train, split.eval
-        self.eval_texts = [p.text for p in self.eval]
         if cfg.prompts_per_step > len(self.train):
             V.fail("--prompts-per-step", cfg.prompts_per_step, f"there are {len(self.train)} training prompts")
-        self.population = from_spec(cfg.population, name="--population")
-        info = wd / "setup.json"
-        self.info = json.loads(info.read_text()) if info.exists() else {}
-        if "reference_eval" not in self.info or (BT in cfg.algorithms and self.info.get("bt_w") is None):
-            self.info.update(self._fit_and_reference())
-            _write_json(info, self.info)
-        self.bt = None
-        if self.info.get("bt_w") is not None:
-            self.bt = FeatureBT(self.population.annotators, self.info["bt_w"])
+        self.info.update(eval_texts=[p.text for p in self.eval], train_prompts=len(self.train),
+                         model_load_seconds=self.load_seconds)
 
     def generate(self, policy, prompts, samples, seed):
         from llm import snapshots
@@ -314,7 +327,7 @@ class Setup:
         t0 = time.perf_counter()
         ref_eval = self.info.get("reference_eval") or self.generate(self.base, self.eval, cfg.ref_samples,
                                                                     _eval_seed(cfg))
-        out = {"reference_eval": ref_eval, "bt_w": None}
+        out = {"reference_eval": ref_eval, "bt_w": None, "eval_texts": [p.text for p in self.eval]}
         annotators = getattr(self.population, "annotators", None)
         if BT in cfg.algorithms:
             if annotators is None or getattr(self.population, "aggregate", "mean") != "mean":
@@ -334,7 +347,7 @@ class Setup:
             p = self.population.prob(xs, a, b).numpy()
             bt = FeatureBT.fit(annotators, xs, a, b, p)
             q = bt.oracle().prob(xs, a, b).numpy()
-            hx, ha, hb = pairs(self.eval_texts, ref_eval)
+            hx, ha, hb = pairs([p.text for p in self.eval], ref_eval)
             hp = self.population.prob(hx, ha, hb).numpy()
             hq = bt.oracle().prob(hx, ha, hb).numpy()
             out.update(bt_w=bt.w.tolist(), bt_pairs=len(xs), bt_train_cross_entropy=cross_entropy(p, q),
@@ -479,11 +492,12 @@ def run(cfg: Config) -> list:
     if info.get("bt_w") is not None:
         for a, w in zip(setup.population.annotators, info["bt_w"]):
             row("bt", "bt_fit", 0, 0, f"w_{a.name}", w)
-    row("all", "runtime", 0, 0, "model_load_seconds", setup.load_seconds)
+    row("all", "runtime", 0, 0, "model_load_seconds", info["model_load_seconds"])
     row("all", "runtime", 0, 0, "total_seconds_this_process", time.perf_counter() - t_start)
     row("all", "runtime", 0, 0, "train_seconds_all", sum(r["seconds"] for r in results.values()))
     row("all", "setup", 0, 0, "eval_prompts", len(setup.eval_texts))
-    row("all", "setup", 0, 0, "train_prompts", len(setup.train))
+    row("all", "setup", 0, 0, "train_prompts", info["train_prompts"])
+    row("all", "runtime", 0, 0, "setup_seconds", info["setup_seconds"])
     row("all", "setup", 0, 0, "population_" + pop.replace(":", "_"), 1)
     return rows
 
@@ -523,7 +537,10 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
         xs = [v for v in x if v in lo]
         ax.fill_between(xs, [lo[v] for v in xs], [hi[v] for v in xs], color=st["color"], alpha=0.10, lw=0)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("training step")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training step (Mirror Prox: two realisations per step)")
     ax.set_ylabel("P(checkpoint ≻ reference) on held-out prompts")
     n_eval = int(rows.where(metric="eval_prompts")[0]["value"]) if rows.where(metric="eval_prompts") else 0
     ax.set_title(f"Win rate against the reference (band: 95% t-interval over {n_eval} held-out prompts)")

@@ -80,3 +80,15 @@ def test_bad_input_refused_before_any_work(tmp_path, capsys):
         assert e.value.code == 2
         assert needle in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_evaluation_alone_needs_no_model(quick, tmp_path, monkeypatch):
+    """Once every algorithm is trained, a re-run (e.g. with fewer --algorithms) evaluates from the
+    saved texts without loading the model."""
+    cfg, rows = quick
+    monkeypatch.setattr(exp.Setup, "_load", lambda self: pytest.fail("the model was loaded"))
+    again = exp.main(["--quick", "--out", cfg.out, "--figures", str(tmp_path), "--algorithms", "mpo", "bt"])
+    sub = common.read_csv(again.csv_path)
+    assert sub.unique("algorithm")[:2] == ["mpo", "bt"] and "nash_md" not in sub.unique("algorithm")
+    same = [r["value"] for r in rows.where(game="heldout", algorithm="mpo")]
+    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo")] == same
