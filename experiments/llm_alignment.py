@@ -22,9 +22,11 @@ population:
   that form a preference cycle and the share of prompts with no Condorcet winner (no response that
   beats or ties every other), for the population and for the BT fit (0 by construction).
 
-Each algorithm checkpoints (``algorithms.run``'s one mechanism) and writes its evaluations under
---out/llm_alignment/<config hash>/: re-issuing the same command after a kill skips finished
-algorithms and resumes the one in progress.
+The algorithms advance round-robin (all to the first evaluated step, then all to the next, ...), each
+checkpointing (``algorithms.run``'s one mechanism) and keeping its evaluations by step under
+--out/llm_alignment/<config hash>/: re-issuing the same command after a kill resumes where it
+stopped, and a run stopped early can still be evaluated with a smaller --steps (from the saved
+texts, without loading the model).
 
     python -m experiments.llm_alignment              # SmolLM2-135M, about 30 min on 2 CPU cores
     python -m experiments.llm_alignment --quick      # a tiny random model, seconds (CI)
@@ -155,9 +157,11 @@ def build_algorithms(cfg: Config) -> dict:
 
 def workdir(cfg: Config) -> Path:
     """Where the run keeps its checkpoints and evaluations: one folder per configuration (a changed
-    flag starts a new run; re-issuing the same command resumes this one)."""
+    flag starts a new run; re-issuing the same command resumes this one). --algorithms, --steps and
+    --tournament-steps are left out: each algorithm has its own folder, and its evaluated steps are
+    kept by step, so a shorter --steps or a subset of the algorithms reuses what is there."""
     keep = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-            if f.name not in ("out", "figures", "plot_only", "threads", "algorithms", "tournament_steps")}
+            if f.name not in ("out", "figures", "plot_only", "threads", "algorithms", "steps", "tournament_steps")}
     keep["model"] = str(model_path(cfg))
     h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return Path(cfg.out) / cfg.NAME / h
@@ -273,7 +277,7 @@ class Setup:
         self.population = from_spec(cfg.population, name="--population")
         info = wd / "setup.json"
         self.info = json.loads(info.read_text()) if info.exists() else {}
-        done = all((wd / n / "done.json").exists() for n in cfg.algorithms)
+        done = all(Trainer(cfg, self, n, None).has(t) for n in cfg.algorithms for t in eval_points(cfg))
         ready = "reference_eval" in self.info and (BT not in cfg.algorithms or self.info.get("bt_w") is not None)
         # everything trained and sampled already: the evaluation needs texts only, not the model
         self.needs_model = not (done and ready)
@@ -364,49 +368,84 @@ def _eval_seed(cfg: Config) -> int:
 
 
 # -- training --------------------------------------------------------------------------------------
-def train_algorithm(cfg: Config, setup: Setup, name: str, algo, bar) -> dict:
-    """Train one algorithm (resuming its checkpoint), evaluating every --eval-every steps. Returns
-    {"history", "evals": {step: responses}, "seconds", "params"}, also written to NAME/done.json."""
-    import algorithms
-    from llm.backend import LLMBackend, LLMConfig
-    from llm.policy import Policy
+def eval_points(cfg: Config) -> list[int]:
+    return list(range(cfg.eval_every, cfg.steps + 1, cfg.eval_every))
 
-    folder = setup.wd / name
-    done = folder / "done.json"
-    if done.exists():
-        bar.update(cfg.steps // cfg.eval_every)
-        return json.loads(done.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    oracle = setup.bt.oracle() if name == BT else setup.population
-    policy = Policy(copy.deepcopy(setup.base.model), setup.base.tokenizer)  # each algorithm: its own adapter
-    lcfg = LLMConfig(samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, prompts_per_step=cfg.prompts_per_step,
-                     lora_r=cfg.lora_r, lr=cfg.lr, k=cfg.k, seed=cfg.seed)
-    backend = LLMBackend(policy, oracle, prompts=setup.train, config=lcfg)
-    ckpt = folder / "checkpoint.pkl"
-    evals_path = folder / "evals.json"
-    evals = json.loads(evals_path.read_text()) if evals_path.exists() else {}
-    run_cfg = {"experiment": cfg.NAME, "algorithm": name, "workdir": setup.wd.name}
-    t0 = time.perf_counter()
-    seconds = json.loads((folder / "seconds.json").read_text())["seconds"] if (folder / "seconds.json").exists() else 0.0
-    result = None
-    for t in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every):
-        bar.set_postfix_str(f"{name} → step {t}")
-        result = algorithms.run(algo, backend, t, checkpoint=str(ckpt), resume=ckpt.exists(), config=run_cfg,
-                                record=[], progress=False)  # metrics at the evaluated checkpoints only
-        if str(t) not in evals:
-            evals[str(t)] = setup.generate(result.state.algo_state.policy, setup.eval, cfg.eval_samples,
-                                           _eval_seed(cfg))
-            _write_json(evals_path, evals)
-            _write_json(folder / "seconds.json", {"seconds": seconds + time.perf_counter() - t0})
-        bar.update(1)
-    seconds += time.perf_counter() - t0
-    h = {k: np.asarray(v).tolist() for k, v in result.history.items()}
-    out = {"history": h, "evals": evals, "seconds": seconds, "params": common.params_str(result.algorithm),
-           "timings": dataclasses.asdict(backend.timings), "queries": int(result.state.queries)}
-    _write_json(done, out)
-    del backend, policy, result
-    gc.collect()
-    return out
+
+class Trainer:
+    """One algorithm's run, advanced chunk by chunk (``algorithms.run`` resuming its checkpoint) and
+    evaluated at the end of each chunk. Its folder holds ``checkpoint.pkl``, ``evals.json``
+    ({step: held-out responses}) and ``records.json`` ({step: history so far, seconds, timings})."""
+
+    def __init__(self, cfg: Config, setup: Setup, name: str, algo):
+        self.cfg, self.setup, self.name, self.algo = cfg, setup, name, algo
+        self.folder = setup.wd / name
+        self.evals = self._read("evals.json")
+        self.records = self._read("records.json")
+        self.backend = None
+
+    def _read(self, file):
+        path = self.folder / file
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def has(self, t: int) -> bool:
+        return str(t) in self.evals and str(t) in self.records
+
+    def _build(self):
+        from llm.backend import LLMBackend, LLMConfig
+        from llm.policy import Policy
+
+        cfg, setup = self.cfg, self.setup
+        self.folder.mkdir(parents=True, exist_ok=True)
+        oracle = setup.bt.oracle() if self.name == BT else setup.population
+        policy = Policy(copy.deepcopy(setup.base.model), setup.base.tokenizer)  # its own adapter over a base copy
+        lcfg = LLMConfig(samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, prompts_per_step=cfg.prompts_per_step,
+                         lora_r=cfg.lora_r, lr=cfg.lr, k=cfg.k, seed=cfg.seed)
+        self.backend = LLMBackend(policy, oracle, prompts=setup.train, config=lcfg)
+
+    def advance(self, t: int) -> None:
+        """Train to step t (resuming the checkpoint) and answer the held-out prompts there."""
+        import algorithms
+
+        if self.has(t):
+            return
+        t0 = time.perf_counter()
+        if self.backend is None:
+            self._build()
+        ckpt = self.folder / "checkpoint.pkl"
+        run_cfg = {"experiment": self.cfg.NAME, "algorithm": self.name, "workdir": self.setup.wd.name}
+        result = algorithms.run(self.algo, self.backend, t, checkpoint=str(ckpt), resume=ckpt.exists(),
+                                config=run_cfg, record=[], progress=False)  # metrics at the evaluated steps only
+        self.evals[str(t)] = self.setup.generate(result.state.algo_state.policy, self.setup.eval,
+                                                 self.cfg.eval_samples, _eval_seed(self.cfg))
+        before = max((v["seconds"] for k, v in self.records.items() if int(k) < t), default=0.0)
+        self.records[str(t)] = {"history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
+                                "seconds": before + time.perf_counter() - t0, "queries": int(result.state.queries),
+                                "timings": dataclasses.asdict(self.backend.timings),
+                                "params": common.params_str(result.algorithm)}
+        _write_json(self.folder / "evals.json", self.evals)
+        _write_json(self.folder / "records.json", self.records)
+
+    def close(self):
+        self.backend = None
+        gc.collect()
+
+
+def train_all(cfg: Config, setup: Setup, algos: dict) -> dict:
+    """Every algorithm to every evaluated step, round-robin (all to the first step, then all to the
+    next, ...): a run stopped early leaves every algorithm at the same step. Returns {name: Trainer}."""
+    trainers = {n: Trainer(cfg, setup, n, algos[n]) for n in cfg.algorithms}
+    points = eval_points(cfg)
+    bar = common.progress(total=len(points) * len(trainers), desc=cfg.NAME)
+    for t in points:
+        for n, tr in trainers.items():
+            bar.set_postfix_str(f"{n} → step {t}")
+            tr.advance(t)
+            if t == points[-1]:
+                tr.close()  # its last chunk: free its model copy
+            bar.update(1)
+    bar.close()
+    return trainers
 
 
 def label(name: str, t: int | None = None) -> str:
@@ -424,9 +463,10 @@ def run(cfg: Config) -> list:
     wd.mkdir(parents=True, exist_ok=True)
     setup = Setup(cfg, wd)
     algos = build_algorithms(cfg)
-    bar = common.progress(total=len(cfg.algorithms) * (cfg.steps // cfg.eval_every), desc=cfg.NAME)
-    results = {n: train_algorithm(cfg, setup, n, algos[n], bar) for n in cfg.algorithms}
-    bar.close()
+    trainers = train_all(cfg, setup, algos)
+    last = str(cfg.steps)
+    results = {n: dict(tr.records[last], evals={str(t): tr.evals[str(t)] for t in eval_points(cfg)})
+               for n, tr in trainers.items()}
     rows = []
     pop = cfg.population
     ref = setup.info["reference_eval"]

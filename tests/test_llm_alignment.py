@@ -64,10 +64,12 @@ def test_figure_and_plot_only(quick, tmp_path):
     assert fig.stat().st_mtime_ns >= before
 
 
-def test_rerun_resumes_finished_algorithms(quick):
+def test_every_step_kept_for_a_rerun(quick):
     cfg, _ = quick
     wd = exp.workdir(cfg)
-    assert all((wd / n / "done.json").exists() for n in exp.ALGORITHMS)
+    for n in exp.ALGORITHMS:
+        for f in ("checkpoint.pkl", "evals.json", "records.json"):
+            assert (wd / n / f).exists()
 
 
 def test_bad_input_refused_before_any_work(tmp_path, capsys):
@@ -83,12 +85,16 @@ def test_bad_input_refused_before_any_work(tmp_path, capsys):
 
 
 def test_evaluation_alone_needs_no_model(quick, tmp_path, monkeypatch):
-    """Once every algorithm is trained, a re-run (e.g. with fewer --algorithms) evaluates from the
+    """Once every algorithm is trained, a re-run with fewer --algorithms or --steps evaluates from the
     saved texts without loading the model."""
     cfg, rows = quick
     monkeypatch.setattr(exp.Setup, "_load", lambda self: pytest.fail("the model was loaded"))
     again = exp.main(["--quick", "--out", cfg.out, "--figures", str(tmp_path), "--algorithms", "mpo", "bt"])
     sub = common.read_csv(again.csv_path)
     assert sub.unique("algorithm")[:2] == ["mpo", "bt"] and "nash_md" not in sub.unique("algorithm")
-    same = [r["value"] for r in rows.where(game="heldout", algorithm="mpo")]
-    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo")] == same
+    same = [r["value"] for r in rows.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")]
+    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")] == same
+    short = exp.main(["--quick", "--out", cfg.out, "--figures", str(tmp_path), "--steps", "1",
+                      "--tournament-steps", "1"])
+    sub = common.read_csv(short.csv_path)
+    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")] == same[:2]
