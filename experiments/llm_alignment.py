@@ -28,7 +28,7 @@ checkpointing (``algorithms.run``'s one mechanism) and keeping its evaluations b
 stopped, and a run stopped early can still be evaluated with a smaller --steps (from the saved
 texts, without loading the model).
 
-    python -m experiments.llm_alignment              # SmolLM2-135M, about 30 min on 2 CPU cores
+    python -m experiments.llm_alignment              # SmolLM2-135M; measured 35-361 s per algorithm per 4 steps on a shared 2-core CPU
     python -m experiments.llm_alignment --quick      # a tiny random model, seconds (CI)
     python -m experiments.llm_alignment --plot-only  # redraw figures/llm_alignment.png from results/
 
