@@ -1,0 +1,100 @@
+"""experiments/llm_alignment.py --quick: a tiny random LM through the whole pipeline (LoRA training of
+every algorithm and the BT baseline, held-out win rates, the tournament), its rows and its figure."""
+import numpy as np
+import pytest
+
+from experiments import common
+from experiments import llm_alignment as exp
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("llm_alignment")
+    cfg = exp.main(["--quick", "--out", str(out / "results"), "--figures", str(out / "figures")])
+    return cfg, common.read_csv(cfg.csv_path)
+
+
+def test_rows_for_every_algorithm(quick):
+    cfg, rows = quick
+    assert set(cfg.algorithms) == set(exp.ALGORITHMS)
+    held = rows.where(game="heldout")
+    for name in exp.ALGORITHMS:
+        steps = held.where(algorithm=name, metric="win_rate_vs_ref")
+        assert [r["iteration"] for r in steps] == [0, 1, 2]
+        for t in (1, 2):
+            (est,) = [r["value"] for r in steps if r["iteration"] == t]
+            (lo,) = held.where(algorithm=name, iteration=t, metric="win_rate_vs_ref_low")
+            (hi,) = held.where(algorithm=name, iteration=t, metric="win_rate_vs_ref_high")
+            assert 0 <= lo["value"] <= est <= hi["value"] <= 1
+        # the backend's training metrics, one record per step (0, 1, 2)
+        kl = rows.where(game="train", algorithm=name, metric="kl_ref")
+        assert [r["iteration"] for r in kl] == [0, 1, 2]
+        assert rows.where(game="runtime", algorithm=name, metric="train_seconds")[0]["value"] > 0
+
+
+def test_tournament_is_a_preference_game(quick):
+    cfg, rows = quick
+    nash = rows.where(game="tournament", metric="nash_weight")
+    names = [exp.label(r["algorithm"], r["iteration"]) for r in nash]
+    assert names[0] == exp.REFERENCE and len(names) == 1 + len(exp.ALGORITHMS) * len(cfg.tournament_steps)
+    w = np.array([r["value"] for r in nash])
+    assert (w >= -1e-12).all() and w.sum() == pytest.approx(1)
+    P = np.full((len(names), len(names)), 0.5)
+    idx = {n: i for i, n in enumerate(names)}
+    for r in rows.where(metric="tournament_win_rate"):
+        P[idx[exp.label(r["algorithm"], r["iteration"])], idx[r["game"][3:]]] = r["value"]
+    np.testing.assert_allclose(P + P.T, 1, atol=1e-12)
+    # the NE is an equilibrium of that matrix: no policy beats it by more than its exploitability
+    (ne_gap,) = rows.where(metric="nash_exploitability")
+    assert (P @ w).max() - 0.5 <= ne_gap["value"] + 1e-9 and ne_gap["value"] < 1e-6
+    expl = np.array([r["value"] for r in rows.where(game="tournament", metric="exploitability")])
+    np.testing.assert_allclose(expl, P.max(0) - 0.5, atol=1e-9)
+    # intransitivity is measured for the population and the BT fit (a reward: never cyclic)
+    assert rows.where(algorithm="population", metric="cyclic_triples")
+    (bt_cyc,) = rows.where(algorithm="bt", metric="cyclic_triples")
+    assert bt_cyc["value"] == 0
+
+
+def test_figure_and_plot_only(quick, tmp_path):
+    cfg, rows = quick
+    fig = cfg.figure_path()
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = fig.stat().st_mtime_ns
+    exp.main(["--quick", "--plot-only", "--out", cfg.out, "--figures", cfg.figures])
+    assert fig.stat().st_mtime_ns >= before
+
+
+def test_every_step_kept_for_a_rerun(quick):
+    cfg, _ = quick
+    wd = exp.workdir(cfg)
+    for n in exp.ALGORITHMS:
+        for f in ("checkpoint.pkl", "evals.json", "records.json"):
+            assert (wd / n / f).exists()
+
+
+def test_bad_input_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for argv, needle in ((["--eval-every", "3"], "--eval-every"), (["--tournament-steps", "2", "3"], "--tournament-steps"),
+                         (["--algorithms", "nope"], "--algorithms"), (["--population", "matrix"], "--population"),
+                         (["--hparams", "mpo.alpha=-1"], "--hparams")):
+        with pytest.raises(SystemExit) as e:
+            exp.main(["--quick", "--out", str(out), "--figures", str(out), *argv])
+        assert e.value.code == 2
+        assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_evaluation_alone_needs_no_model(quick, tmp_path, monkeypatch):
+    """Once every algorithm is trained, a re-run with fewer --algorithms or --steps evaluates from the
+    saved texts without loading the model."""
+    cfg, rows = quick
+    monkeypatch.setattr(exp.Setup, "_load", lambda self: pytest.fail("the model was loaded"))
+    again = exp.main(["--quick", "--out", cfg.out, "--figures", str(tmp_path), "--algorithms", "mpo", "bt"])
+    sub = common.read_csv(again.csv_path)
+    assert sub.unique("algorithm")[:2] == ["mpo", "bt"] and "nash_md" not in sub.unique("algorithm")
+    same = [r["value"] for r in rows.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")]
+    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")] == same
+    short = exp.main(["--quick", "--out", cfg.out, "--figures", str(tmp_path), "--steps", "1",
+                      "--tournament-steps", "1"])
+    sub = common.read_csv(short.csv_path)
+    assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")] == same[:2]
