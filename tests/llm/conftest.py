@@ -78,3 +78,29 @@ def rps():
 @pytest.fixture(scope="session")
 def world():
     return EnumerableWorld(P_RPS, response_len=2)
+
+
+# -- a tiny model directory and a text prompts file: the LLM command line end to end -----------------
+TEXT_WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "red", "blue", "fast", "why", "is", "sky",
+              "please", "thanks", "good"]
+TEXT_PROMPTS = ["why is the sky blue", "the cat sat on a mat", "a big red dog ran", "please a good cat"]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A saved tiny Llama whose word-level tokenizer covers TEXT_PROMPTS."""
+    path = tmp_path_factory.mktemp("tiny_model")
+    tok = tiny_tokenizer(TEXT_WORDS)
+    tiny_model(tok, seed=0, max_positions=64, init_std=0.5).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prompts_file(tmp_path_factory):
+    """TEXT_PROMPTS as a JSONL file with a ``prompt`` column."""
+    import json
+
+    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in TEXT_PROMPTS))
+    return path

@@ -30,31 +30,13 @@ import pytest
 from safetensors.torch import load_file
 
 from experiments import train as train_script
-from llm import distributed, tiny_model, tiny_tokenizer
+from llm import distributed
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "red", "blue", "fast", "why", "is", "sky",
-         "please", "thanks", "good"]
-PROMPTS = ["why is the sky blue", "the cat sat on a mat", "a big red dog ran", "please a good cat"]
+# the fixtures model_dir and prompts_file come from tests/llm/conftest.py
 WEIGHT_ATOL = 1e-5
 LOSS_RTOL = 1e-4
 METRICS = ("loss", "tokens", "kl_ref", "win_rate_ref")  # each row also carries the queries column
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_model")
-    tok = tiny_tokenizer(WORDS)
-    tiny_model(tok, seed=0, max_positions=64, init_std=0.5).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def prompts_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    return path
 
 
 def _args(model_dir, prompts_file, out, steps, *extra):

@@ -12,27 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from experiments import common
 from experiments import train as train_script
-from llm import tiny_model, tiny_tokenizer
-
-WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "red", "blue", "fast", "why", "is", "sky",
-         "please", "thanks", "good"]
-PROMPTS = ["why is the sky blue", "the cat sat on a mat", "a big red dog ran", "please a good cat"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_model")
-    tok = tiny_tokenizer(WORDS)
-    tiny_model(tok, seed=0, max_positions=64, init_std=0.5).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def prompts_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    return path
+from tests.llm.conftest import TEXT_PROMPTS as PROMPTS  # the fixtures model_dir, prompts_file live there too
 
 
 def _args(model_dir, prompts_file, out, *extra):
