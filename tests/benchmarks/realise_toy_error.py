@@ -17,6 +17,7 @@ import games
 from llm import EnumerableWorld, sample
 from llm import snapshots as S
 from llm.realise import StepBatch, make_realiser
+from tests.llm.test_realise import world_batch  # the one exact-step batch builder
 
 COEF = (0.8, 0.2, 0.7)  # anchor, magnet, win rate
 
@@ -30,18 +31,7 @@ def setup(response_len, seed=0):
 
 def exact_batch(world, live, magnet, weights):
     """Every listed response; weights uniform (regression) or the anchor's probabilities (pg)."""
-    a, b, c = COEF
-    anchor = S.snapshot(live)
-    P, Y, grp, w, g = [], [], [], [], []
-    for i, x in enumerate(world.prompts):
-        pa = world.exact_distribution(anchor, i).double()
-        gi = torch.as_tensor(world.P_resp) @ pa
-        P += [x] * world.n_responses
-        Y += world.responses
-        grp += [i] * world.n_responses
-        g += (c * gi).tolist()
-        w += [1 / world.n_responses] * world.n_responses if weights == "uniform" else pa.tolist()
-    return anchor, StepBatch.build(P, Y, grp, w, g, [(a, anchor), (b, magnet)])
+    return world_batch(world, live, magnet, *COEF, weights=weights)
 
 
 def sampled_batch(world, anchor, magnet, exact, k, seed=0):
