@@ -60,6 +60,9 @@ class Config(common.Base):
     realiser: str = arg("regression", "llm: how a step's target becomes a policy: regression or pg (policy gradient)",
                         choices=("regression", "pg"))
     lora_r: int = arg(None, "llm: LoRA rank >= 1 (default: full fine-tuning)")
+    gradient_checkpointing: str = arg("auto", "llm: recompute activations in the backward pass to save memory: auto (on "
+                                              "for full fine-tuning, off for LoRA), on or off", choices=("auto", "on", "off"))
+    micro_batch: int = arg(None, "llm: prompts per forward/backward pass (memory grows with it; default: 1)")
     save_adapter: bool = arg(False, "llm: save the LoRA adapter to OUT/final instead of the merged model")
     lr: float = arg(None, "llm: learning rate > 0 of the realiser's optimiser (default: the realiser's safe default)")
     optimizer: str = arg(None, "llm: the realiser's optimiser: adamw, sgd or lbfgs (default: lbfgs in the world, "
@@ -171,7 +174,9 @@ def llm_config(cfg: Config):
         opponents=_typed(cfg.opponents, "--opponents", int),
         prompts_per_step=_typed(cfg.prompts_per_step, "--prompts-per-step", int),
         max_new_tokens=_typed(cfg.max_new_tokens, "--max-new-tokens", int), temperature=cfg.temperature,
-        top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype, device=cfg.device,
+        top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype,
+        gradient_checkpointing={"auto": None, "on": True, "off": False}[cfg.gradient_checkpointing],
+        micro_batch=_typed(cfg.micro_batch, "--micro-batch", int), device=cfg.device,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, save_adapter=cfg.save_adapter,
         progress=sys.stderr.isatty())
 

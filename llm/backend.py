@@ -98,6 +98,9 @@ class LLMConfig:
         further keyword arguments for :func:`llm.realise.make_realiser`.
     lora_r, lora_alpha, target_modules: LoRA (``llm.snapshots.prepare``); None = full fine-tuning.
     snapshot_device: where full-fine-tuning snapshots live (e.g. "cpu" to spare GPU memory).
+    gradient_checkpointing: recompute activations in the fit's backward pass (``llm.snapshots.prepare``);
+        None = on for full fine-tuning of a real model, off for LoRA and in a world. Measured on SmolLM2-135M (8 prompts × 4 samples ×
+        32 tokens, 2 CPU threads; ``tests/benchmarks/llm_step.py``): see benchmarks.md, "LLM 0".
     sample_batch_size, logprob_batch_size: rows per sampler / no-grad forward call (memory bound).
     autocast: bfloat16 autocast for sampling, log-probs and the fit (None: on when the model is on
         CUDA in float32).
@@ -121,6 +124,7 @@ class LLMConfig:
     lora_alpha: float | None = None
     target_modules: tuple | None = None
     snapshot_device: str | None = None
+    gradient_checkpointing: bool | None = None
     sample_batch_size: int | None = None
     logprob_batch_size: int = 16
     autocast: bool | None = None
@@ -151,11 +155,22 @@ class LLMConfig:
             self.lora_alpha = V.number(self.lora_alpha, name("lora_alpha"), low=0, low_open=True)
         if self.target_modules is not None:
             self.target_modules = tuple(self.target_modules)
+        if self.gradient_checkpointing is not None:
+            self.gradient_checkpointing = V.boolean(self.gradient_checkpointing, name("gradient_checkpointing"))
         self.sample_batch_size = V.integer(self.sample_batch_size, name("sample_batch_size"), low=1, allow_none=True)
         self.logprob_batch_size = V.integer(self.logprob_batch_size, name("logprob_batch_size"), low=1)
         if self.autocast is not None:
             self.autocast = V.boolean(self.autocast, name("autocast"))
         self.seed = V.integer(self.seed, name("seed"), low=0)
+
+    def resolved_gradient_checkpointing(self, model, world=None) -> bool:
+        """gradient_checkpointing with None resolved: on for full fine-tuning of a real model (no
+        world) that supports it, off for LoRA and in the enumerable world (tiny models: nothing to save)."""
+        if self.gradient_checkpointing is not None:
+            return self.gradient_checkpointing
+        inner = getattr(model, "get_base_model", lambda: model)()
+        supported = bool(getattr(inner, "supports_gradient_checkpointing", False))
+        return self.lora_r is None and world is None and supported
 
 
 @dataclass
@@ -272,10 +287,12 @@ class LLMBackend:
         self.oracle = oracle
         # LoRA's A matrices are drawn from torch's global RNG: draw them from the seed, so a run is a
         # function of its configuration (and a re-issued command after a kill rebuilds the same base)
+        self.gradient_checkpointing = cfg.resolved_gradient_checkpointing(policy.model, world)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.live = snapshots.prepare(policy, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                          target_modules=cfg.target_modules, snapshot_device=cfg.snapshot_device)
+                                          target_modules=cfg.target_modules, snapshot_device=cfg.snapshot_device,
+                                          gradient_checkpointing=self.gradient_checkpointing)
         self.reference = snapshots.reference(self.live)
         self.realiser = self._make_realiser()
         self.generator = make_generator(cfg.seed, self.live.device)
@@ -454,6 +471,9 @@ class LLMBackend:
             raise ValueError("a realised target needs a policy term (the anchor) to sample responses from")
         anchor = policy_terms[0][1]
         anchor = anchor.policy if isinstance(anchor, Mixture) else anchor
+        # the previous step holds its anchor and frozen log-probs: drop them before this step's fit
+        # (with full fine-tuning, one model copy less at the peak)
+        self._step = None
         q0, tok0 = int(getattr(self.oracle, "queries", 0)), self.tokens
         step = self._responses(anchor)
         R = len(step.responses)
@@ -772,6 +792,7 @@ class LLMBackend:
         model = self.live.model
         cfg = asdict(self.config)
         cfg["target_modules"] = list(cfg["target_modules"]) if cfg["target_modules"] else None
+        cfg.pop("gradient_checkpointing")  # memory and time, not the result: a resumed run may change it
         h = hashlib.sha256(json.dumps(self.prompt_ids).encode())
         out = {"model": str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__),
                "parameters": int(sum(p.numel() for p in model.parameters())),

@@ -351,6 +351,9 @@ def prepare(policy: Policy, *, lora_r: int | None = None, lora_alpha: float | No
         model.requires_grad_(True)
     if gradient_checkpointing:
         inner = model.get_base_model() if lora_r is not None else model
+        if not getattr(inner, "supports_gradient_checkpointing", False):
+            raise ValueError(f"gradient_checkpointing = True is not allowed for {type(inner).__name__}: it does not "
+                             "support gradient checkpointing (a transformers model with supports_gradient_checkpointing)")
         if hasattr(inner, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
             inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:

@@ -39,7 +39,7 @@ COLUMNS = ["algorithm", "game", "params", "seed", "iteration", "queries", "metri
 METRICS = ("duality_gap", "regularized_gap", "loss", "kl_ref", "win_rate_ref", "tokens", "seconds",
            "sampling_s", "oracle_s", "logprobs_s", "fit_s")
 #: configuration fields a resumed run may change (everything else must match the checkpoint)
-RESUMABLE = ("steps", "resume", "checkpoint_every", "threads", "save_adapter", "progress")
+RESUMABLE = ("steps", "resume", "checkpoint_every", "threads", "save_adapter", "progress", "gradient_checkpointing")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -51,7 +51,9 @@ class LLMTrainConfig:
     the world's response length, else 32; lr / k / optimizer: the realiser's (None: its defaults);
     lora_r: LoRA rank (None: full fine-tuning); dtype: the weights' float32 | bfloat16 | float16 (None:
     float32; on CUDA the backend then runs under bfloat16 autocast); device: "cpu", "cuda", ... (None:
-    cuda if available).
+    cuda if available). gradient_checkpointing: None = on for full fine-tuning, off for LoRA (it changes
+    memory and time, not results, so a resumed run may change it); micro_batch: prompts per
+    forward/backward pass (None: the realiser's default, 1).
     """
 
     algo: str = "mpo"
@@ -76,6 +78,8 @@ class LLMTrainConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     lora_r: int | None = None
+    gradient_checkpointing: bool | None = None
+    micro_batch: int | None = None
     dtype: str | None = None
     device: str | None = None
     pairs: str = "sampled"
@@ -102,6 +106,9 @@ def check(cfg: LLMTrainConfig) -> Path:
     V.integer(cfg.max_new_tokens, "--max-new-tokens", low=1, allow_none=True)
     V.integer(cfg.k, "--k", low=1, allow_none=True)
     V.integer(cfg.lora_r, "--lora-r", low=1, allow_none=True)
+    V.integer(cfg.micro_batch, "--micro-batch", low=1, allow_none=True)
+    if cfg.gradient_checkpointing is not None:
+        V.boolean(cfg.gradient_checkpointing, "--gradient-checkpointing")
     V.integer(cfg.threads, "--threads", low=1, allow_none=True)
     if cfg.lr is not None:
         V.number(cfg.lr, "--lr", low=0, low_open=True)
@@ -198,7 +205,8 @@ def build(cfg: LLMTrainConfig, parallel=None):
     lcfg = dict(samples=cfg.samples or (4 if cfg.real else 16), opponents=opponents,
                 prompts_per_step=cfg.prompts_per_step, temperature=cfg.temperature, top_p=cfg.top_p,
                 pairs=cfg.pairs, win_rates=cfg.win_rates, realiser=cfg.realiser, optimizer=cfg.optimizer, lr=cfg.lr,
-                k=cfg.k, lora_r=cfg.lora_r, seed=cfg.seed)
+                k=cfg.k, lora_r=cfg.lora_r, seed=cfg.seed, gradient_checkpointing=cfg.gradient_checkpointing,
+                realiser_options={} if cfg.micro_batch is None else {"micro_batch": cfg.micro_batch})
     if cfg.real:
         from .data import load_prompts
         from .models import load_tokenizer

@@ -41,7 +41,11 @@ class Realiser:
     minibatch: prompts per optimiser step (None: every prompt of the batch — full-batch steps);
     minibatches are visited in order, cycling. micro_batch: prompts per forward/backward pass
     (memory is bounded by micro_batch × samples × sequence length, not by the step); gradients of a
-    minibatch's micro-batches accumulate before each optimiser step. max_grad_norm: clip the
+    minibatch's micro-batches accumulate before each optimiser step. Default 1: on SmolLM2-135M
+    with LoRA r = 8 (8 prompts × 4 samples × 32 tokens, 2 CPU threads) one prompt per pass peaked at
+    2.04 GiB against 3.25 GiB for two, and the step was no slower (91.9 s against 99.0 s for two MPO
+    steps: the CPU gains nothing from wider passes, and glibc keeps the larger activations'
+    fragments); on a GPU raise it for throughput. max_grad_norm: clip the
     global gradient norm (None: no clipping). weight_decay: AdamW's decoupled decay (0: the target
     is the regulariser). Minibatches are taken in prompt order (deterministic: no seed).
 
@@ -59,7 +63,7 @@ class Realiser:
     optimizers = ("adamw", "sgd", "lbfgs")
 
     def __init__(self, *, optimizer: str = "adamw", lr: float | None = None, steps: int | None = None,
-                 minibatch: int | None = None, micro_batch: int = 2, max_grad_norm: float | None = 1.0,
+                 minibatch: int | None = None, micro_batch: int = 1, max_grad_norm: float | None = 1.0,
                  weight_decay: float = 0.0):
         self.optimizer = V.choice(optimizer, "optimizer", self.optimizers)
         self.lr = V.number(lr, "lr", low=0.0, low_open=True, allow_none=True)

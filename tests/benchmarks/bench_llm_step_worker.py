@@ -8,7 +8,7 @@ gradient_accumulation 1; ours: micro_batch 8 prompts, k 1). A warm-up step runs 
 the second step is timed. Prints one JSON line: seconds of the step, its phases, peak RSS (GiB,
 ``resource.getrusage``; includes the model's load), sampled tokens.
 
-    python -m tests.benchmarks.bench_llm_step_worker --impl ours --realiser regression [--lora-r 8]
+    python -m tests.benchmarks.bench_llm_step_worker --impl ours --realiser regression [--lora-r 8] [--grad-ckpt]
     python -m tests.benchmarks.bench_llm_step_worker --impl trl [--lora-r 8] [--grad-ckpt]
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ def ours(args):
     policy = Policy.from_pretrained(str(bc.smollm2_dir()), dtype=torch.float32)
     prompts = bc.chat_ids(policy.tokenizer, bc.PROMPTS)
     cfg = LLMConfig(samples=2, max_new_tokens=args.new_tokens, realiser=args.realiser, optimizer="adamw", k=1,
-                    lora_r=args.lora_r, realiser_options={"micro_batch": 8}, logprob_batch_size=16, seed=0)
+                    lora_r=args.lora_r, realiser_options={"micro_batch": 8}, logprob_batch_size=16, seed=0,
+                    gradient_checkpointing=args.grad_ckpt)  # as TRL's: off unless --grad-ckpt
     backend = LLMBackend(policy, shorter_wins, prompts=prompts, config=cfg)
     algo = algorithms.make("mpo").bind(backend)
     state = algo.init(backend, backend.initial_policy())

@@ -32,6 +32,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimizer-steps", type=int, default=None, help="the realiser's steps per realisation")
+    p.add_argument("--lr", type=float, default=None, help="the realiser's learning rate (None: its default)")
+    p.add_argument("--micro-batch", type=int, default=None, help="prompts per forward/backward pass (None: the default)")
+    p.add_argument("--gradient-checkpointing", choices=("auto", "on", "off"), default="auto",
+                   help="auto: on for full fine-tuning, off for LoRA (the backend's default)")
     p.add_argument("--random-layers", type=int, default=None,
                    help="no real model: a random Llama of SmolLM2-135M's shape with this many of its 30 layers "
                         "(its tokenizer; a proxy that needs no heavy lock below ~2 GiB)")
@@ -65,10 +69,13 @@ def main(argv=None):
     load_s = time.perf_counter() - t0
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     prompts = load_prompts(a.prompts, policy.tokenizer, max_new_tokens=a.max_new_tokens).train[: a.n_prompts]
+    ckpt = {"auto": None, "on": True, "off": False}[a.gradient_checkpointing]
     cfg = LLMConfig(samples=a.samples, max_new_tokens=a.max_new_tokens, lora_r=a.lora_r, realiser=a.realiser,
-                    k=a.optimizer_steps)
+                    k=a.optimizer_steps, lr=a.lr, gradient_checkpointing=ckpt,
+                    realiser_options={} if a.micro_batch is None else {"micro_batch": a.micro_batch})
     be = LLMBackend(policy, from_spec("annotators"), prompts=prompts, config=cfg)
     steps = []
+    losses = []
 
     def cpu():
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -76,6 +83,7 @@ def main(argv=None):
 
     def record(t, state, metrics):
         steps.append({k: float(v) for k, v in metrics.items()})
+        losses.append(list(be.last_stats.get("losses", [])) if be.last_stats else [])
         steps[-1]["cpu_s"] = cpu()
         steps[-1]["wall"] = time.perf_counter()
         print(f"[llm_step] t={t} " + " ".join(f"{k}={float(v):.3g}" for k, v in metrics.items()), file=sys.stderr,
@@ -98,11 +106,14 @@ def main(argv=None):
         d["loss"] = cur["loss"]
         d["kl_ref"], d["win_rate_ref"] = cur["kl_ref"], cur["win_rate_ref"]
         per_step.append(d)
+    for d, ls in zip(per_step, losses[1:]):
+        d["losses"] = ls  # the realiser's loss before each optimiser step
     q = list(r.history["queries"])
     for d, a0, a1 in zip(per_step, q, q[1:]):
         d["queries"] = int(a1 - a0)
     out = {"model": str(path), "lora_r": a.lora_r, "realiser": a.realiser, "prompts": len(prompts),
-           "samples": a.samples, "max_new_tokens": a.max_new_tokens, "threads": a.threads, "load_s": load_s,
+           "samples": a.samples, "max_new_tokens": a.max_new_tokens, "threads": a.threads,
+           "gradient_checkpointing": be.gradient_checkpointing, "micro_batch": be.realiser.micro_batch, "load_s": load_s,
            "rss_after_load_gib": rss_after_load, "wall_s": wall, "metrics_s": be.timings.metrics,
            "per_step": per_step, "realiser_stats": {k: v for k, v in be.last_stats.items() if k != "losses"},
            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}

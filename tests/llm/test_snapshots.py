@@ -175,6 +175,27 @@ def test_gradient_checkpointing_gives_the_same_gradient():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_gradient_checkpointing_default_and_refusal():
+    """None: on for full fine-tuning of a real model (no world), off for LoRA and in a world; asked for on
+    a model that cannot, a clear error."""
+    from llm.backend import LLMConfig
+
+    model = fresh().model
+    assert LLMConfig().resolved_gradient_checkpointing(model) is True
+    assert LLMConfig(lora_r=4).resolved_gradient_checkpointing(model) is False
+    assert LLMConfig().resolved_gradient_checkpointing(model, world=object()) is False
+    assert LLMConfig(gradient_checkpointing=False).resolved_gradient_checkpointing(model) is False
+    assert LLMConfig(lora_r=4, gradient_checkpointing=True).resolved_gradient_checkpointing(model) is True
+    plain = torch.nn.Linear(2, 2)
+    assert LLMConfig().resolved_gradient_checkpointing(plain) is False  # cannot: not asked for, not used
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        LLMConfig(gradient_checkpointing="yes")
+    policy = fresh()
+    policy.model.supports_gradient_checkpointing = False
+    with pytest.raises(ValueError, match="does not support gradient checkpointing"):
+        S.prepare(policy, gradient_checkpointing=True)
+
+
 def test_bad_input():
     policy = fresh()
     with pytest.raises(ValueError, match="lora_r"):

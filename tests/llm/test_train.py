@@ -69,6 +69,18 @@ def test_train_stop_resume_reload(model_dir, prompts_file, tmp_path, extra):
     assert run["generation"]["temperature"] == 1.0 and run["steps"] == 3
 
 
+def test_gradient_checkpointing_may_change_on_resume(model_dir, prompts_file, tmp_path):
+    """Checkpointing changes memory and time, not the result: a run stopped without it and resumed with
+    it (the full fine-tuning default) ends where the uninterrupted run does."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    train_script.main(_args(model_dir, prompts_file, full, "--steps", 2, "--gradient-checkpointing", "off"))
+    train_script.main(_args(model_dir, prompts_file, part, "--steps", 1, "--gradient-checkpointing", "off"))
+    train_script.main(_args(model_dir, prompts_file, part, "--steps", 2, "--resume"))
+    a, b = _weights(full / "final"), _weights(part / "final")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
 def test_save_adapter_keeps_the_adapter(model_dir, prompts_file, tmp_path):
     train_script.main(_args(model_dir, prompts_file, tmp_path, "--steps", 1, "--lora-r", 2, "--save-adapter"))
     assert (tmp_path / "final" / "adapter_config.json").exists()
@@ -93,6 +105,9 @@ def test_save_adapter_keeps_the_adapter(model_dir, prompts_file, tmp_path):
     (("--prompts-per-step", 0), ["--prompts-per-step"]),
     (("--init", "random"), ["--init"]),
     (("--oracle", "matrix"), ["matrix"]),
+    (("--gradient-checkpointing", "maybe"), ["--gradient-checkpointing"]),
+    (("--micro-batch", 0), ["--micro-batch"]),
+    (("--micro-batch", "two"), ["--micro-batch"]),
 ])
 def test_bad_flags_refused_before_any_step(model_dir, prompts_file, tmp_path, capsys, extra, needles):
     out = tmp_path / "out"
