@@ -80,9 +80,9 @@ class Config(common.Base):
     bt_algorithm: str = arg("mmd", "the update the BT baseline runs against its reward (KL-regularised towards the "
                                    "reference: the DPO/IPO-style objective)")
     hparams: tuple = arg((), "hyperparameter overrides as algo.key=value (bt.key=value for the baseline's update)")
-    steps: int = arg(8, "training steps per algorithm (Mirror Prox: two realisations per step)", low=1)
-    eval_every: int = arg(4, "steps between evaluated checkpoints", low=1)
-    tournament_steps: tuple = arg((4, 8), "the steps whose checkpoints enter the tournament (each a multiple of "
+    steps: int = arg(24, "training steps per algorithm (Mirror Prox: two realisations per step)", low=1)
+    eval_every: int = arg(8, "steps between evaluated checkpoints", low=1)
+    tournament_steps: tuple = arg((8, 24), "the steps whose checkpoints enter the tournament (each a multiple of "
                                             "--eval-every, at most --steps)", element=int)
     prompts_per_step: int = arg(2, "training prompts per step (drawn without replacement each step)", low=1)
     samples: int = arg(4, "responses sampled per prompt per step", low=2)

@@ -109,7 +109,7 @@ def test_minibatches_take_more_steps_and_bounded_passes():
     lora = tiny_live(lora=2)
     anchor, batch = sampled_batch(lora)
     _, stats = fit_from(anchor, lora, batch, make_realiser("pg"))
-    assert stats["lr"] == 5e-5  # the LoRA default
+    assert stats["lr"] == 1.25e-5  # the LoRA default
 
 
 # -- the enumerable world: one realised step against the exact log-linear step -------------------------
