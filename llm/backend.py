@@ -482,8 +482,13 @@ class LLMBackend:
         for c, h in g_terms:
             g += c * self._g_hat(h, step)
         T = max((len(y) for y in step.responses), default=0)
-        terms_out = []
+        terms_out, start_coef = [], 0.0
         for c, p in policy_terms:
+            if p is anchor and id(anchor) not in step.logps:
+                # the live model holds the anchor's weights when the fit starts: the realiser takes these
+                # log-probs from its first forward pass instead of a frozen pass of its own
+                start_coef += c
+                continue
             tok = self._token_logprobs(p, step)
             terms_out.append((c, tok.to(device)))
         mask = torch.zeros(R, T, dtype=torch.bool)
@@ -496,11 +501,16 @@ class LLMBackend:
             weights[rows] = 1.0 / len(rows)
         batch = StepBatch(prompts=[self.prompt_ids[i] for i in step.prompt_index], responses=step.responses,
                           group=group.to(device), weights=weights.to(device), g=g.to(device),
-                          policy_terms=terms_out, mask=mask.to(device), n_groups_global=step.n_global)
+                          policy_terms=terms_out, mask=mask.to(device), n_groups_global=step.n_global,
+                          start_coef=start_coef)
         snapshots.load_into(self.live, anchor)
         par = self.parallel
         with _timed(self.timings, "fit"), self._autocast(), par.training(self.live):
             stats = self.realiser.fit(self.live, batch, accelerator=par.accelerator)
+        start = getattr(self.realiser, "last_start_logps", None)
+        if start is not None and id(anchor) not in step.logps:  # the anchor's log-probs, for the metrics
+            step.logps[id(anchor)] = (anchor, start.float())
+        self.realiser.last_start_logps = None
         step.stats = dict(stats or {})
         if par.world_size > 1:  # the realiser's loss is this rank's share: sum it; count every rank's work
             dq, dt = int(getattr(self.oracle, "queries", 0)) - q0, self.tokens - tok0

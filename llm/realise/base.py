@@ -65,6 +65,9 @@ class Realiser:
 
     name = "realiser"
     optimizers = ("adamw", "sgd", "lbfgs")
+    #: whether the loss needs the start policy's log-probs even without a start term (policy gradient:
+    #: its importance ratios are against the policy the responses were sampled from)
+    needs_start = False
 
     def __init__(self, *, optimizer: str = "adamw", lr: float | None = None, steps: int | None = None,
                  minibatch: int | None = None, micro_batch: int = 1, max_grad_norm: float | None = 1.0,
@@ -83,7 +86,33 @@ class Realiser:
         raise NotImplementedError
 
     def begin(self, live, batch: StepBatch, first_groups: list[int]) -> None:
-        """Called once before the first optimiser step (e.g. to record the sampling policy)."""
+        """Before the first update: the start policy's log-probs of the rows outside the first
+        minibatch need one no-grad pass now (the first minibatch's come from its first forward pass,
+        at no extra cost: see :meth:`start_logps`)."""
+        self._start = None
+        if not (self.needs_start or batch.start_coef):
+            return
+        self._start = torch.full(batch.mask.shape, float("nan"), dtype=torch.float64)
+        rest = sorted(set(range(batch.n_groups)) - set(first_groups))
+        for i in range(0, len(rest), self.micro_batch):
+            mg = rest[i:i + self.micro_batch]
+            sub = batch.select(mg)
+            with torch.no_grad():
+                lp, _ = live.token_logprobs(sub.prompts, sub.responses, grad=False)
+            self._record_start(batch.rows_of(mg), lp)
+
+    def _record_start(self, rows, lp):
+        self._start[rows, :lp.shape[1]] = lp.detach().double().cpu()
+
+    def start_logps(self, rows, lp, mask) -> torch.Tensor:
+        """(n, T) float64 per-token log-probs of the start policy (the live one before any update) on
+        these rows, on ``lp``'s device: recorded from ``lp`` — this pass's log-probs — on the rows'
+        first visit, which happens before the first update."""
+        T = lp.shape[1]
+        mask = mask.cpu()
+        if torch.isnan(self._start[rows, :T][mask]).any():  # first visit: this pass is at the start
+            self._record_start(rows, lp)
+        return self._start[rows, :T].masked_fill(~mask, 0.0).to(lp.device)
 
     # -- the loop --------------------------------------------------------------------------------
     def options(self) -> dict:
@@ -173,6 +202,10 @@ class Realiser:
                 opt.zero_grad(set_to_none=True)
         finally:
             model.train(was_training)
+            # the start policy's log-probs on every row (the backend reuses them for its metrics)
+            start = getattr(self, "_start", None)
+            self.last_start_logps = (None if start is None or torch.isnan(start[batch.mask]).any()
+                                     else start.masked_fill(~batch.mask, 0.0))
             self.end()
         stats["loss"] = stats["losses"][-1]
         stats["seconds"] = time.perf_counter() - t0
@@ -181,6 +214,7 @@ class Realiser:
 
     def end(self) -> None:
         """Called after the fit (drop per-fit caches)."""
+        self._start = None
 
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

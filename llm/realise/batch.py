@@ -20,6 +20,10 @@ class StepBatch:
     of the target. policy_terms: (coef, (R, T) per-token log-probs of a frozen policy on the
     responses, 0 on padding) pairs — computed once, without grad. mask: (R, T) bool, real response
     tokens. n_groups_global: prompts over ALL data-parallel ranks (None: G, one rank).
+    start_coef: the coefficient of the live policy *as the fit starts* (the anchor, whose weights
+    the backend loads into the live model before the fit): its log-probs are not computed here but
+    taken by the realiser from the fit's first forward pass (``Realiser.start_logps``), which saves
+    one frozen forward over the batch (0: no such term).
 
     Errors: ValueError when shapes or group weights disagree (checked at construction).
     """
@@ -32,8 +36,10 @@ class StepBatch:
     policy_terms: list
     mask: torch.Tensor
     n_groups_global: int | None = None
+    start_coef: float = 0.0
 
     def __post_init__(self):
+        self.start_coef = float(self.start_coef)
         R = len(self.responses)
         if len(self.prompts) != R or R == 0:
             raise ValueError(f"StepBatch: {len(self.prompts)} prompts and {R} responses (need equal, ≥ 1)")
@@ -73,7 +79,8 @@ class StepBatch:
 
     @property
     def target(self) -> torch.Tensor:
-        """(R,) float64 g + Σ coef·log π_i(y): the regression's right-hand side (per sequence)."""
+        """(R,) float64 g + Σ coef·log π_i(y): the regression's right-hand side (per sequence), without
+        the start term (``start_coef`` · log π_start, added by the realiser once it has those log-probs)."""
         out = self.g.clone()
         for coef, lp in self.policy_terms:
             out += coef * lp.sum(-1)
@@ -102,7 +109,7 @@ class StepBatch:
             group=torch.tensor([renum[int(self.group[r])] for r in rows.tolist()]),
             weights=self.weights[rows], g=self.g[rows],
             policy_terms=[(c, lp[rows, :T]) for c, lp in self.policy_terms],
-            mask=self.mask[rows, :T], n_groups_global=self.n_groups_global)
+            mask=self.mask[rows, :T], n_groups_global=self.n_groups_global, start_coef=self.start_coef)
 
     @classmethod
     def build(cls, prompts, responses, group, weights, g, policies=(), *, n_groups_global=None, logps=None):

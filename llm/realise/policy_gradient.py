@@ -51,6 +51,7 @@ class PolicyGradientRealiser(Realiser):
     """
 
     name = "pg"
+    needs_start = True
     optimizers = ("adamw", "sgd")
 
     def __init__(self, *, variant: str = "kl", baseline: str = "loo", clip: float | None = None, **options):
@@ -58,29 +59,6 @@ class PolicyGradientRealiser(Realiser):
         self.variant = V.choice(variant, "variant", ("kl", "rt"))
         self.baseline = V.choice(baseline, "baseline", ("loo", "mean"))
         self.clip = V.number(clip, "clip", low=0.0, low_open=True, allow_none=True)
-        self._old = None
-
-    def begin(self, live, batch, first_groups):
-        """Record log π_old per token: the live policy's log-probs before any update.
-
-        The first minibatch's are taken from its first forward pass (no extra cost); the others
-        need one no-grad pass now, before the weights move.
-        """
-        self._old = torch.full(batch.mask.shape, float("nan"), dtype=torch.float64)
-        rest = sorted(set(range(batch.n_groups)) - set(first_groups))
-        for i in range(0, len(rest), self.micro_batch):
-            mg = rest[i:i + self.micro_batch]
-            sub = batch.select(mg)
-            with torch.no_grad():
-                lp, _ = live.token_logprobs(sub.prompts, sub.responses, grad=False)
-            self._store_old(batch.rows_of(mg), lp)
-
-    def _store_old(self, rows, lp):
-        T = lp.shape[1]
-        self._old[rows, :T] = lp.detach().double().cpu()
-
-    def end(self):
-        self._old = None
 
     def _baseline(self, ret, w, group, n):
         """(R,) baseline of each row's total return (see the module docstring)."""
@@ -96,12 +74,12 @@ class PolicyGradientRealiser(Realiser):
         dev = lp.device
         T = lp.shape[1]
         mask = sub.mask.to(dev)
-        if torch.isnan(self._old[rows, :T][sub.mask]).any():  # first visit: this pass is on-policy
-            self._store_old(rows, lp)
-        old = self._old[rows, :T].to(dev)
+        old = self.start_logps(rows, lp, sub.mask)  # the sampling policy's: the first pass is on-policy
         w, group, n = sub.weights.to(dev), sub.group.to(dev), sub.n_groups
         g = sub.g.to(dev)
         terms = [(c, t.to(dev)) for c, t in sub.policy_terms]
+        if sub.start_coef:
+            terms.append((sub.start_coef, old.masked_fill(~mask, 0.0)))
         cur = lp.detach()
         if self.variant == "rt":
             kappa = (sum(c * t for c, t in terms) - cur).masked_fill(~mask, 0.0) if terms else -cur

@@ -26,7 +26,10 @@ class RegressionRealiser(Realiser):
         lp, _ = live.token_logprobs(sub.prompts, sub.responses)
         seq = lp.double().sum(-1)
         dev = seq.device
-        d = seq - sub.target.to(dev)
+        target = sub.target.to(dev)
+        if sub.start_coef:
+            target = target + sub.start_coef * self.start_logps(rows, lp, sub.mask).sum(-1)
+        d = seq - target
         w, group = sub.weights.to(dev), sub.group.to(dev)
         mean = torch.zeros(sub.n_groups, dtype=d.dtype, device=dev).index_add(0, group, w * d)
         return 2.0 * (w * (d - mean[group]) ** 2).sum() / norm

@@ -68,10 +68,15 @@ def test_one_step_leave_one_out_batched_and_logprobs_once(monkeypatch):
     r = algorithms.run(algorithms.MPO(), be, 1, record="all")
     # ONE sampler call for all prompts × samples; σ = the anchor: no opponent samples
     assert calls["sample"] == 1
-    # at t = 0 anchor = magnet = reference: one no-grad pass over the 8 rows (2 chunks of 16 → 1),
-    # plus one for the new policy in extra_metrics
-    assert calls["logprobs"] == 2
+    # at t = 0 anchor = magnet = reference, whose log-probs come from the fit's first forward pass (the
+    # live model starts at the anchor): no frozen pass for the step; one for the new policy in extra_metrics
+    assert calls["logprobs"] == 1
     step = be._step
+    # what the fit recorded for the anchor is what a frozen pass gives
+    cached = step.logps[id(step.anchor)][1]
+    xs = [be.prompt_ids[i] for i in step.prompt_index]
+    frozen = step.anchor.token_logprobs(xs, step.responses, grad=False)[0]
+    torch.testing.assert_close(cached, frozen.float(), rtol=0, atol=1e-5)
     K = be.config.samples
     # K(K−1)/2 judgements per prompt at most (identical texts cost none)
     assert 0 < r.state.queries <= 2 * K * (K - 1) // 2
