@@ -1,13 +1,16 @@
 """Nash learning on a real LM: SmolLM2-135M-Instruct with LoRA, text prompts, an intransitive population.
 
 Every algorithm trains its own LoRA adapter (rank --lora-r) over the same frozen SmolLM2-135M-Instruct
-on the training split of the shipped prompts (examples/prompts.jsonl), judged by an intransitive
-preference population (default: the three rule-based annotators of ``llm.oracles``: length, keywords,
-lexical diversity, averaged). The Bradley–Terry baseline ("bt") is the DPO/IPO-style view: the same
-regression realiser and the same KL-regularised update (MMD towards the reference, --bt-algorithm)
-against a BT reward fitted to the population's preferences on the reference's own samples
-(r(x, y) = w·φ(x, y) with φ the annotators' scores; logistic regression on soft labels), i.e. the
-best transitive summary of the population.
+on the training split of the shipped prompts (examples/prompts.jsonl), judged by a preference
+population. The default, ``gpm``, is a general (skew-symmetric, non-Bradley–Terry) preference model
+on the MiniLM embedder (``llm.preference_model``, arXiv 2410.02197), trained in-process in seconds on
+--preferences (examples/preferences.jsonl); any ``llm.oracles.from_spec`` spec works too (e.g. the
+rule-based ``annotators``: length, keywords, lexical diversity). The Bradley–Terry baseline ("bt") is
+the DPO/IPO-style view: the same regression realiser and the same KL-regularised update (MMD towards
+the reference, --bt-algorithm) against a BT reward fitted to the population's preferences on the
+reference's own samples — a linear reward on the preference model's embeddings (gpm, preference:DIR)
+or on the annotators' scores (annotators), logistic regression on soft labels: the best transitive
+summary of the population on the features it sees.
 
 Every --eval-every steps each algorithm's policy answers the held-out prompts (the --eval-fraction
 split; the same sampling seed for every checkpoint: common random numbers). Afterwards, under the
@@ -28,7 +31,7 @@ checkpointing (``algorithms.run``'s one mechanism) and keeping its evaluations b
 stopped, and a run stopped early can still be evaluated with a smaller --steps (from the saved
 texts, without loading the model).
 
-    python -m experiments.llm_alignment              # SmolLM2-135M; measured 35-361 s per algorithm per 4 steps on a shared 2-core CPU
+    python -m experiments.llm_alignment              # SmolLM2-135M, 24 steps each: 37 min on a 2-core CPU (measured)
     python -m experiments.llm_alignment --quick      # a tiny random model, seconds (CI)
     python -m experiments.llm_alignment --plot-only  # redraw figures/llm_alignment.png from results/
 

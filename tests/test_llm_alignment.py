@@ -98,3 +98,15 @@ def test_evaluation_alone_needs_no_model(quick, tmp_path, monkeypatch):
                       "--tournament-steps", "1"])
     sub = common.read_csv(short.csv_path)
     assert [r["value"] for r in sub.where(game="heldout", algorithm="mpo", metric="win_rate_vs_ref")] == same[:2]
+
+
+def test_annotators_population_and_its_feature_bt(tmp_path):
+    """The rule-based population: the BT baseline is fitted on the annotators' scores (one weight
+    each), and is a reward (no cycles)."""
+    cfg = exp.main(["--quick", "--population", "annotators", "--algorithms", "mpo", "bt",
+                    "--out", str(tmp_path / "results"), "--figures", str(tmp_path / "figures")])
+    rows = common.read_csv(cfg.csv_path)
+    weights = {r["metric"] for r in rows.where(algorithm="bt", game="bt_fit") if r["metric"].startswith("w_")}
+    assert weights == {"w_length", "w_keywords", "w_diversity"}
+    (bt_cyc,) = rows.where(algorithm="bt", metric="cyclic_triples")
+    assert bt_cyc["value"] == 0
