@@ -63,6 +63,7 @@ class Config(common.Base):
     gradient_checkpointing: str = arg("auto", "llm: recompute activations in the backward pass to save memory: auto (on "
                                               "for full fine-tuning, off for LoRA), on or off", choices=("auto", "on", "off"))
     micro_batch: int = arg(None, "llm: prompts per forward/backward pass (memory grows with it; default: 1)")
+    threads: int = arg(None, "llm: torch threads (default: $OMP_NUM_THREADS, else every core available)")
     save_adapter: bool = arg(False, "llm: save the LoRA adapter to OUT/final instead of the merged model")
     lr: float = arg(None, "llm: learning rate > 0 of the realiser's optimiser (default: the realiser's safe default)")
     optimizer: str = arg(None, "llm: the realiser's optimiser: adamw, sgd or lbfgs (default: lbfgs in the world, "
@@ -176,7 +177,7 @@ def llm_config(cfg: Config):
         max_new_tokens=_typed(cfg.max_new_tokens, "--max-new-tokens", int), temperature=cfg.temperature,
         top_p=cfg.top_p, lora_r=_typed(cfg.lora_r, "--lora-r", int), dtype=cfg.dtype,
         gradient_checkpointing={"auto": None, "on": True, "off": False}[cfg.gradient_checkpointing],
-        micro_batch=_typed(cfg.micro_batch, "--micro-batch", int), device=cfg.device,
+        micro_batch=_typed(cfg.micro_batch, "--micro-batch", int), threads=_typed(cfg.threads, "--threads", int), device=cfg.device,
         checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, save_adapter=cfg.save_adapter,
         progress=sys.stderr.isatty())
 

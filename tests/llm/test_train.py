@@ -81,6 +81,20 @@ def test_gradient_checkpointing_may_change_on_resume(model_dir, prompts_file, tm
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
 
 
+def test_torch_threads(monkeypatch):
+    """--threads, else $OMP_NUM_THREADS, else every core: never the 1 that experiments.common's
+    MKL_NUM_THREADS=1 (for the exact backend's BLAS) leaves torch with."""
+    from llm.train import _threads
+
+    assert _threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _threads(None) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    import os
+
+    assert _threads(None) == len(os.sched_getaffinity(0))
+
+
 def test_save_adapter_keeps_the_adapter(model_dir, prompts_file, tmp_path):
     train_script.main(_args(model_dir, prompts_file, tmp_path, "--steps", 1, "--lora-r", 2, "--save-adapter"))
     assert (tmp_path / "final" / "adapter_config.json").exists()
@@ -108,6 +122,7 @@ def test_save_adapter_keeps_the_adapter(model_dir, prompts_file, tmp_path):
     (("--gradient-checkpointing", "maybe"), ["--gradient-checkpointing"]),
     (("--micro-batch", 0), ["--micro-batch"]),
     (("--micro-batch", "two"), ["--micro-batch"]),
+    (("--threads", 0), ["--threads"]),
 ])
 def test_bad_flags_refused_before_any_step(model_dir, prompts_file, tmp_path, capsys, extra, needles):
     out = tmp_path / "out"
