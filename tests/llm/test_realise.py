@@ -130,7 +130,7 @@ def test_minibatches_take_more_steps_and_bounded_passes():
     anchor, batch = sampled_batch(live)
     _, stats = fit_from(anchor, live, batch, make_realiser("regression", minibatch=2, micro_batch=1, steps=4))
     assert stats["passes"] == 8 and len(stats["losses"]) == 4
-    assert stats["lr"] == 1e-6  # the full fine-tuning default
+    assert stats["lr"] == 2.5e-7  # the full fine-tuning default
     lora = tiny_live(lora=2)
     anchor, batch = sampled_batch(lora)
     _, stats = fit_from(anchor, lora, batch, make_realiser("pg"))
