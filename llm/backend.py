@@ -507,10 +507,9 @@ class LLMBackend:
         par = self.parallel
         with _timed(self.timings, "fit"), self._autocast(), par.training(self.live):
             stats = self.realiser.fit(self.live, batch, accelerator=par.accelerator)
-        start = getattr(self.realiser, "last_start_logps", None)
+        start = self.realiser.take_start_logps()
         if start is not None and id(anchor) not in step.logps:  # the anchor's log-probs, for the metrics
             step.logps[id(anchor)] = (anchor, start.float())
-        self.realiser.last_start_logps = None
         step.stats = dict(stats or {})
         if par.world_size > 1:  # the realiser's loss is this rank's share: sum it; count every rank's work
             dq, dt = int(getattr(self.oracle, "queries", 0)) - q0, self.tokens - tok0

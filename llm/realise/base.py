@@ -209,8 +209,8 @@ class Realiser:
             model.train(was_training)
             # the start policy's log-probs on every row (the backend reuses them for its metrics)
             start = getattr(self, "_start", None)
-            self.last_start_logps = (None if start is None or torch.isnan(start[batch.mask]).any()
-                                     else start.masked_fill(~batch.mask, 0.0))
+            self._last_start = (None if start is None or torch.isnan(start[batch.mask]).any()
+                                else start.masked_fill(~batch.mask, 0.0))
             self.end()
         stats["loss"] = stats["losses"][-1]
         stats["seconds"] = time.perf_counter() - t0
@@ -220,6 +220,12 @@ class Realiser:
     def end(self) -> None:
         """Called after the fit (drop per-fit caches)."""
         self._start = None
+
+    def take_start_logps(self) -> torch.Tensor | None:
+        """(R, T) float64 per-token log-probs of the start policy on every row of the last fit (0 on
+        padding), or None when the fit did not record them all; handed over once (then None)."""
+        out, self._last_start = getattr(self, "_last_start", None), None
+        return out
 
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())

@@ -93,7 +93,9 @@ def test_start_term_equals_the_anchor_term(kind, minibatch):
     np.testing.assert_allclose(sb["losses"], sa["losses"], rtol=1e-5)
     rec = make_realiser(kind, **opts)
     fit_from(anchor, live, started, rec)
-    torch.testing.assert_close(rec.last_start_logps, lp_anchor, rtol=0, atol=1e-5)
+    torch.testing.assert_close(rec.take_start_logps(), lp_anchor, rtol=0, atol=1e-5)
+    assert rec.take_start_logps() is None  # handed over once
+    assert "tensor" not in repr(rec)
 
 
 @pytest.mark.parametrize("kind", ["regression", "pg"])
