@@ -69,4 +69,5 @@ def test_smollm2_judge_position_bias_and_agreement():
         assert d[key] == pytest.approx(JUDGE_MEASUREMENTS[key], abs=0.01), (key, d)
     # symmetrised, the position bias is gone: over both orders the judge's mean is exactly ½
     sym = judge.prob(prompts * 2, good + bad, bad + good)
-    assert sym.mean().item() == pytest.approx(0.5, abs=1e-12)
+    # float32 probabilities: each pair sums to 1 up to float32 rounding (~6e-8), as check_antisymmetric above
+    assert sym.double().mean().item() == pytest.approx(0.5, abs=1e-6)
