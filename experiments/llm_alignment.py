@@ -122,17 +122,20 @@ class Config(common.Base):
             if t < 1 or t > self.steps or t % self.eval_every:
                 V.fail("--tournament-steps", t, f"each must be a multiple of --eval-every = {self.eval_every} "
                        f"between {self.eval_every} and --steps = {self.steps}")
-        from llm.oracles import parse_spec
-
         if self.population == GPM:
-            V.readable_file(self.preferences, "--preferences")
-            return self._check_rest()
-        kind, _ = parse_spec(self.population, "--population")
-        if kind == "matrix":
-            V.fail("--population", self.population, "'matrix' needs an enumerable world; this experiment judges text")
-        self._check_rest()
+            # before any model loads: the embedder is installed and every preference row is well formed
+            from llm.oracles.embedder import resolve_embedder
+            from llm.preference_model import load_pairs
 
-    def _check_rest(self):
+            resolve_embedder(None)
+            load_pairs(self.preferences, name="--preferences")
+        else:
+            from llm.oracles import parse_spec
+
+            kind, _ = parse_spec(self.population, "--population")
+            if kind == "matrix":
+                V.fail("--population", self.population, "'matrix' needs an enumerable world; this experiment judges "
+                       "text")
         V.readable_file(self.prompts, "--prompts")
         if self.model and not Path(self.model).exists():
             raise FileNotFoundError(f"--model = {self.model!r}: no such file or directory")

@@ -74,9 +74,13 @@ def test_every_step_kept_for_a_rerun(quick):
 
 def test_bad_input_refused_before_any_work(tmp_path, capsys):
     out = tmp_path / "never"
+    bad_rows = tmp_path / "bad.jsonl"
+    bad_rows.write_text('{"prompt": "p", "a": "x"}\n')  # no b, no label
     for argv, needle in ((["--eval-every", "3"], "--eval-every"), (["--tournament-steps", "2", "3"], "--tournament-steps"),
                          (["--algorithms", "nope"], "--algorithms"), (["--population", "matrix"], "--population"),
-                         (["--hparams", "mpo.alpha=-1"], "--hparams")):
+                         (["--hparams", "mpo.alpha=-1"], "--hparams"),
+                         (["--preferences", str(tmp_path / "missing.jsonl")], "--preferences"),
+                         (["--preferences", str(bad_rows)], "--preferences")):
         with pytest.raises(SystemExit) as e:
             exp.main(["--quick", "--out", str(out), "--figures", str(out), *argv])
         assert e.value.code == 2
