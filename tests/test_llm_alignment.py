@@ -79,8 +79,9 @@ def test_bad_input_refused_before_any_work(tmp_path, capsys):
     for argv, needle in ((["--eval-every", "3"], "--eval-every"), (["--tournament-steps", "2", "3"], "--tournament-steps"),
                          (["--algorithms", "nope"], "--algorithms"), (["--population", "matrix"], "--population"),
                          (["--hparams", "mpo.alpha=-1"], "--hparams"),
-                         (["--preferences", str(tmp_path / "missing.jsonl")], "--preferences"),
-                         (["--preferences", str(bad_rows)], "--preferences")):
+                         (["--population", "registers:-1"], "--population"),
+                         (["--population", "gpm", "--preferences", str(tmp_path / "missing.jsonl")], "--preferences"),
+                         (["--population", "gpm", "--preferences", str(bad_rows)], "--preferences")):
         with pytest.raises(SystemExit) as e:
             exp.main(["--quick", "--out", str(out), "--figures", str(out), *argv])
         assert e.value.code == 2
@@ -114,3 +115,45 @@ def test_annotators_population_and_its_feature_bt(tmp_path):
     assert weights == {"w_length", "w_keywords", "w_diversity"}
     (bt_cyc,) = rows.where(algorithm="bt", metric="cyclic_triples")
     assert bt_cyc["value"] == 0
+
+
+def test_register_game_exploitability_and_mix(quick):
+    """The default population (registers): every checkpoint's exact exploitability in the register
+    game and its register mix; step 0 is the reference's, the same for every algorithm."""
+    import json
+
+    from llm.oracles import RegisterPopulation
+
+    cfg, rows = quick
+    assert cfg.population == "registers"
+    gap = rows.where(game="heldout", metric="register_exploitability")
+    pop = RegisterPopulation()
+    setup = json.loads((exp.workdir(cfg) / "setup.json").read_text())
+    ref = [ys[:cfg.eval_samples] for ys in setup["reference_eval"]]
+    want0 = pop.exploitability(setup["eval_texts"], ref)
+    for name in exp.ALGORITHMS:
+        mine = gap.where(algorithm=name)
+        assert [r["iteration"] for r in mine] == [0, 1, 2]
+        assert mine[0]["value"] == pytest.approx(want0, abs=1e-12)
+        evals = json.loads((exp.workdir(cfg) / name / "evals.json").read_text())
+        assert mine[2]["value"] == pytest.approx(pop.exploitability(setup["eval_texts"], evals["2"]), abs=1e-12)
+        for t in (0, 1, 2):
+            shares = [rows.where(game="heldout", algorithm=name, iteration=t, metric=f"register_share_{r}")[0]["value"]
+                      for r in ("structured", "formal", "casual")]
+            assert sum(shares) == pytest.approx(1) and min(shares) >= 0
+    # the BT baseline is fitted on the register memberships: one weight per register
+    weights = {r["metric"] for r in rows.where(algorithm="bt", game="bt_fit") if r["metric"].startswith("w_")}
+    assert weights == {"w_structured", "w_formal", "w_casual"}
+
+
+def test_gpm_population_and_its_embedding_bt(tmp_path):
+    """The learned population (a GPM trained in-process on --preferences): the BT baseline is a linear
+    reward on its embeddings, and a reward (no cycles); no register rows (it has no register game)."""
+    cfg = exp.main(["--quick", "--population", "gpm", "--algorithms", "mpo", "bt",
+                    "--out", str(tmp_path / "results"), "--figures", str(tmp_path / "figures")])
+    rows = common.read_csv(cfg.csv_path)
+    assert (exp.workdir(cfg) / "population_gpm" / "config.json").exists()
+    assert rows.where(algorithm="bt", metric="bt_heldout_agreement")
+    (bt_cyc,) = rows.where(algorithm="bt", metric="cyclic_triples")
+    assert bt_cyc["value"] == 0
+    assert not rows.where(metric="register_exploitability")

@@ -5,6 +5,8 @@ One protocol (:mod:`.base`), one module per source:
 * :class:`MatrixOracle` — the exact oracle of a finite game (the enumerable world's ground truth);
 * :class:`AnnotatorPopulation` — rule-based annotators (length, keywords, lexical diversity) whose
   aggregate is intransitive; no model;
+* :class:`RegisterPopulation` — rock-paper-scissors over answer registers (structured, formal,
+  casual): a rule-based population whose Nash equilibrium and exploitability are known;
 * :class:`RewardModelOracle` — Bradley–Terry over a local sequence-classification reward model;
 * :class:`PreferenceModelOracle` — a general (non-BT) skew-symmetric preference model (GPM) on a
   frozen sentence embedder, trainable in seconds (``python -m llm.preference_model train``);
@@ -19,12 +21,14 @@ from .judge import SYSTEM_PROMPT, JudgeOracle
 from .matrix import MatrixOracle, validate_preference_matrix
 from .mixture import MixtureOracle
 from .preference import PreferenceModelOracle, SkewHead
+from .registers import REGISTERS, RegisterPopulation
 from .reward import RewardModelOracle
 from .spec import SPEC_HELP, from_spec, parse_spec
 
 __all__ = [
     "Annotator", "AnnotatorPopulation", "CountedOracle", "CountingOracle", "JudgeOracle", "KEYWORDS",
-    "MatrixOracle", "MixtureOracle", "PreferenceModelOracle", "PreferenceOracle", "RewardModelOracle",
+    "MatrixOracle", "MixtureOracle", "PreferenceModelOracle", "PreferenceOracle", "REGISTERS", "RegisterPopulation",
+    "RewardModelOracle",
     "SPEC_HELP", "SYSTEM_PROMPT", "SkewHead", "TextEmbedder", "as_oracle", "check_antisymmetric", "check_texts",
     "default_annotators", "from_spec", "minilm_path", "parse_spec", "validate_preference_matrix",
 ]

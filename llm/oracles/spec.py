@@ -2,6 +2,8 @@
 
     SPEC      := SOURCE | "mix:" SOURCE SEP SOURCE {SEP SOURCE} [WEIGHTS]
     SOURCE    := "annotators" [":mean" | ":majority"]   rule-based population (no model)
+               | "registers" [":" BETA]                 rock-paper-scissors over answer registers
+                                                        (RegisterPopulation(beta=BETA), default 2)
                | "matrix"                               the enumerable world's exact oracle (needs world=)
                | "reward:" PATH                         RewardModelOracle.load(PATH)
                | "preference:" PATH                     PreferenceModelOracle.load(PATH)
@@ -22,11 +24,11 @@ import re
 from games.validation import InvalidArgument, WrongType, fail
 
 #: one line for a CLI's --oracle help
-SPEC_HELP = ("annotators[:majority] | matrix (world only) | reward:DIR | preference:DIR | judge:PATH | "
+SPEC_HELP = ("annotators[:majority] | registers[:BETA] | matrix (world only) | reward:DIR | preference:DIR | judge:PATH | "
              "mix:SPEC+SPEC[+...][@W,W,...] (also mix:SPEC,SPEC[,W,W])")
 
-KINDS = ("annotators", "matrix", "reward", "preference", "judge", "mix")
-_KEYWORD = r"(?:annotators|matrix|reward:|preference:|judge:|mix:)"
+KINDS = ("annotators", "registers", "matrix", "reward", "preference", "judge", "mix")
+_KEYWORD = r"(?:annotators|registers|matrix|reward:|preference:|judge:|mix:)"
 _SPLIT = re.compile(r"[+,](?=" + _KEYWORD + ")")
 _NUM = r"\s*[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?\s*"
 _WEIGHTS = re.compile(r"[@,](" + _NUM + r"(?:," + _NUM + r")*)$")
@@ -65,6 +67,15 @@ def parse_spec(spec, name: str = "oracle") -> tuple[str, object]:
         return "annotators", s.partition(":")[2] or "mean"
     if s == "matrix":
         return "matrix", None
+    if s == "registers" or s.startswith("registers:"):
+        beta = s.partition(":")[2].strip() or "2"
+        try:
+            value = float(beta)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 and value < float("inf")):
+            fail(name, spec, f"registers:BETA needs a finite number BETA > 0 (the cycle's strength), not {beta!r}")
+        return "registers", value
     kind, sep, arg = s.partition(":")
     if kind in ("reward", "preference", "judge") and sep:
         if not arg.strip():
@@ -76,7 +87,7 @@ def parse_spec(spec, name: str = "oracle") -> tuple[str, object]:
 
     close = difflib.get_close_matches(kind, KINDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    fail(name, spec, "it must be annotators, matrix, reward:PATH, preference:PATH, judge:PATH or "
+    fail(name, spec, "it must be annotators, registers[:BETA], matrix, reward:PATH, preference:PATH, judge:PATH or "
          f"mix:SPEC+SPEC[@W,W]{hint}")
 
 
@@ -98,6 +109,10 @@ def _build(kind, arg, spec, world, device, name):
 
     if kind == "annotators":
         return AnnotatorPopulation(aggregate=arg)
+    if kind == "registers":
+        from .registers import RegisterPopulation
+
+        return RegisterPopulation(beta=arg)
     if kind == "matrix":
         if world is None:
             raise InvalidArgument(f"{name} = {spec!r} is not allowed; 'matrix' is the enumerable world's exact "

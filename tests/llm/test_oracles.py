@@ -32,7 +32,7 @@ from llm import (
     tiny_tokenizer,
     validate_preference_matrix,
 )
-from llm.oracles import CountedOracle, parse_spec
+from llm.oracles import CountedOracle, RegisterPopulation, parse_spec
 
 P3 = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "big", "red", "blue", "fast", "A", "B",
@@ -129,6 +129,7 @@ def oracle_factories(tok, llama_reward, bert_reward, judge, preference):
         "matrix": matrix,
         "annotators": AnnotatorPopulation(),
         "annotators-majority": AnnotatorPopulation(aggregate="majority"),
+        "registers": RegisterPopulation(),
         "reward-llama": llama_reward,
         "reward-ctrl": RewardModelOracle(_ctrl(len(tok), tok.pad_token_id), tok, batch_size=2),
         "reward-bert": bert_reward,
@@ -138,7 +139,7 @@ def oracle_factories(tok, llama_reward, bert_reward, judge, preference):
     }
 
 
-NAMES = ["matrix", "annotators", "annotators-majority", "reward-llama", "reward-ctrl", "reward-bert", "judge",
+NAMES = ["matrix", "annotators", "annotators-majority", "registers", "reward-llama", "reward-ctrl", "reward-bert", "judge",
          "preference", "mixture"]
 
 
@@ -147,19 +148,25 @@ def oracles(tok, llama_reward, bert_reward, judge, preference):
     return oracle_factories(tok, llama_reward, bert_reward, judge, preference)
 
 
-def _pairs(seed, n=6):
+#: texts in different registers (the word texts above are all one register: RegisterPopulation ties them)
+REGISTER_TEXTS = ["1. the cat\n2. the dog", "fundamentally, categorisation determines everything", "wow, fun cat!",
+                  "the cat sat on a mat", "**Dogs**: they ran", "oh hey, a dog? cool", "Here:\n- a\n- b\n- c",
+                  "a comprehensive, systematic explanation", "yay!!", "the dog"]
+
+
+def _pairs(seed, n=6, texts=TEXTS):
     rng = np.random.default_rng(seed)
-    i = rng.integers(0, len(TEXTS), n)
-    j = (i + rng.integers(1, len(TEXTS), n)) % len(TEXTS)  # j != i: different responses
-    prompts = [TEXTS[k] for k in rng.integers(0, len(TEXTS), n)]
-    return prompts, [TEXTS[k] for k in i], [TEXTS[k] for k in j]
+    i = rng.integers(0, len(texts), n)
+    j = (i + rng.integers(1, len(texts), n)) % len(texts)  # j != i: different responses
+    prompts = [texts[k] for k in rng.integers(0, len(texts), n)]
+    return prompts, [texts[k] for k in i], [texts[k] for k in j]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_oracle_is_antisymmetric_on_different_responses_batched_and_counted(oracles, name):
     oracle = oracles[name]
     assert isinstance(oracle, PreferenceOracle)
-    prompts, a, b = _pairs(1)
+    prompts, a, b = _pairs(1, texts=REGISTER_TEXTS if name == "registers" else TEXTS)
     assert all(x != y for x, y in zip(a, b))
     before = oracle.queries
     p_ab, p_ba = oracle.prob(prompts, a, b), oracle.prob(prompts, b, a)
@@ -467,6 +474,9 @@ def test_mixture_validates_weights_and_members():
     ("annotators", ("annotators", "mean")),
     ("annotators:majority", ("annotators", "majority")),
     ("matrix", ("matrix", None)),
+    ("registers", ("registers", 2.0)),
+    ("registers:3.5", ("registers", 3.5)),
+    ("mix:registers+annotators", ("mix", ([("registers", 2.0), ("annotators", "mean")], None))),
     ("reward:/m/rm", ("reward", "/m/rm")),
     ("judge:/m/smol.gguf", ("judge", "/m/smol.gguf")),
     ("preference:runs/a+b,c@d", ("preference", "runs/a+b,c@d")),
@@ -481,6 +491,9 @@ def test_spec_grammar(spec, want):
 @pytest.mark.parametrize("spec, match", [
     ("annotator", "did you mean 'annotators'"),
     ("reward", "reward needs a path"),
+    ("registers:0", "finite number BETA > 0"),
+    ("registers:inf", "finite number BETA > 0"),
+    ("registers:strong", "finite number BETA > 0"),
     ("reward:", "needs a path after the colon"),
     ("mix:annotators", "at least two sources"),
     ("mix:annotators+annotators@1", "1 weights for 2 sources"),
