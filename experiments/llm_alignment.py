@@ -519,7 +519,8 @@ class Trainer:
 
 def train_all(cfg: Config, setup: Setup, algos: dict) -> dict:
     """Every algorithm to every evaluated step, round-robin (all to the first step, then all to the
-    next, ...): a run stopped early leaves every algorithm at the same step. Returns {name: Trainer}."""
+    next, ...): a run stopped early leaves every algorithm at the same step. Each chunk resumes its
+    algorithm's checkpoint and frees its model afterwards. Returns {name: Trainer}."""
     trainers = {n: Trainer(cfg, setup, n, algos[n]) for n in cfg.algorithms}
     points = eval_points(cfg)
     bar = common.progress(total=len(points) * len(trainers), desc=cfg.NAME)
@@ -527,8 +528,9 @@ def train_all(cfg: Config, setup: Setup, algos: dict) -> dict:
         for n, tr in trainers.items():
             bar.set_postfix_str(f"{n} → step {t}")
             tr.advance(t)
-            if t == points[-1]:
-                tr.close()  # its last chunk: free its model copy
+            # free its model copy: the next chunk resumes from the checkpoint (exactly), so one
+            # algorithm's model is in memory at a time instead of all of them
+            tr.close()
             bar.update(1)
     bar.close()
     return trainers
@@ -583,9 +585,14 @@ def run(cfg: Config) -> list:
     if hasattr(setup.population, "exploitability") and hasattr(setup.population, "shares"):
         from llm.oracles.registers import REGISTERS
 
+        from llm.evaluate import prompt_interval
+
         def register_rows(algo, it, q, groups):
-            row(algo, "heldout", it, q, "register_exploitability",
-                setup.population.exploitability(setup.eval_texts, groups))
+            per = setup.population.exploitability(setup.eval_texts, groups, per_prompt=True)
+            est, lo, hi = prompt_interval(per)  # 95% t-interval over the held-out prompts
+            for m, v in (("register_exploitability", est), ("register_exploitability_low", lo),
+                         ("register_exploitability_high", hi)):
+                row(algo, "heldout", it, q, m, v)
             for name, v in zip(REGISTERS, setup.population.shares(groups)):
                 row(algo, "heldout", it, q, f"register_share_{name}", v)
 
@@ -664,6 +671,10 @@ def _style(name):
     return dict(color=common.color(name), label=common.label(name), ls="-")
 
 
+def n_eval_prompts(rows: common.Rows) -> int:
+    return int(rows.where(metric="eval_prompts")[0]["value"]) if rows.where(metric="eval_prompts") else 0
+
+
 def plot(cfg: Config, rows: common.Rows) -> Path:
     """(a) held-out win rate against the reference over steps (95% intervals over prompts);
     (b) the tournament's preference matrix with each policy's NE weight and exploitability."""
@@ -676,12 +687,28 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
         for n in algos:
             st = _style(n)
             x, y = gap.where(algorithm=n).xy()
-            gx.plot(x, y, marker="o", ms=4, color=st["color"], ls=st["ls"], label=st["label"])
+            lo = dict(zip(*held.where(algorithm=n, metric="register_exploitability_low").xy()))
+            hi = dict(zip(*held.where(algorithm=n, metric="register_exploitability_high").xy()))
+            xs = [v for v in x if v in lo]
+            gx.fill_between(xs, [lo[v] for v in xs], [hi[v] for v in xs], color=st["color"], alpha=0.06, lw=0)
+            last = max(x)
+            mix = "/".join(f"{held.where(algorithm=n, iteration=last, metric=f'register_share_{k}')[0]['value']:.2f}"
+                           for k in ("structured", "formal", "casual"))
+            gx.plot(x, y, marker="o", ms=4, color=st["color"], ls=st["ls"], label=f"{st['label']}: mix {mix}")
+        ref_mix = "/".join(f"{held.where(algorithm=algos[0], iteration=0, metric=f'register_share_{k}')[0]['value']:.2f}"
+                           for k in ("structured", "formal", "casual"))
         gx.axhline(0.0, color="grey", lw=0.8, ls=":")
+        gx.legend(loc="best", frameon=False, fontsize=8,
+                  title=f"register mix (structured/formal/casual) at the last step;\nreference {ref_mix}, equilibrium "
+                        "0.33/0.33/0.33", title_fontsize=8)
         gx.set_xlabel("training step")
         gx.set_ylabel("max_r P(register r ≻ policy) − ½, mean over held-out prompts")
-        gx.set_title("Exploitability in the register game (0: the equilibrium mix)")
+        gx.set_title(f"Exploitability in the register game (0: the equilibrium mix)\n(band: 95% t-interval over "
+                     f"{n_eval_prompts(rows)} held-out prompts)", fontsize=10)
         gx.set_ylim(bottom=0)
+        from matplotlib.ticker import MaxNLocator
+
+        gx.xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         fig, (ax, hx) = plt.subplots(1, 2, figsize=(15, 6.4), gridspec_kw=dict(width_ratios=[1, 1.45]))
     for n in algos:
@@ -698,8 +725,8 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step (Mirror Prox: two realisations per step)")
     ax.set_ylabel("P(checkpoint ≻ reference) on held-out prompts")
-    n_eval = int(rows.where(metric="eval_prompts")[0]["value"]) if rows.where(metric="eval_prompts") else 0
-    ax.set_title(f"Win rate against the reference (band: 95% t-interval over {n_eval} held-out prompts)")
+    n_eval = n_eval_prompts(rows)
+    ax.set_title(f"Win rate against the reference\n(band: 95% t-interval over {n_eval} held-out prompts)", fontsize=10)
     ax.legend(loc="best", frameon=False)
     # tournament heat map, rebuilt from the rows
     tour = rows.where(metric="tournament_win_rate")
@@ -756,11 +783,14 @@ def summarise(cfg: Config, rows: common.Rows):
             print(f"{n:<12} {r['iteration']:>5} {r['value']:>10.3f}  [{lo[0]['value']:.3f}, {hi[0]['value']:.3f}]")
     gap = rows.where(game="heldout", metric="register_exploitability")
     if gap:
-        print(f"{'algorithm':<12} {'step':>5} {'register-game exploitability':>28}  mix (structured, formal, casual)")
+        print(f"{'algorithm':<12} {'step':>5} {'register-game exploitability':>28}  95% interval    "
+              "mix (structured, formal, casual)")
         for r in gap:
-            mix = [rows.where(game="heldout", algorithm=r["algorithm"], iteration=r["iteration"],
-                              metric=f"register_share_{k}")[0]["value"] for k in ("structured", "formal", "casual")]
-            print(f"{r['algorithm']:<12} {r['iteration']:>5} {r['value']:>28.3f}  ({mix[0]:.2f}, {mix[1]:.2f}, {mix[2]:.2f})")
+            at = rows.where(game="heldout", algorithm=r["algorithm"], iteration=r["iteration"])
+            lo, hi = (at.where(metric=f"register_exploitability_{k}")[0]["value"] for k in ("low", "high"))
+            mix = [at.where(metric=f"register_share_{k}")[0]["value"] for k in ("structured", "formal", "casual")]
+            print(f"{r['algorithm']:<12} {r['iteration']:>5} {r['value']:>28.3f}  [{lo:.3f}, {hi:.3f}]  "
+                  f"({mix[0]:.2f}, {mix[1]:.2f}, {mix[2]:.2f})")
     print(f"{'policy':<18} {'NE weight':>9} {'exploitability':>14}")
     for r, e in zip(rows.where(game="tournament", metric="nash_weight"),
                     rows.where(game="tournament", metric="exploitability")):

@@ -111,10 +111,11 @@ class RegisterPopulation(CountingOracle):
         whose Nash equilibrium is the even mix (1/3, 1/3, 1/3)."""
         return 0.5 * (1 + np.tanh(self.beta * CYCLE / 2))
 
-    def exploitability(self, prompts: Sequence[str], groups: Sequence[Sequence[str]]) -> float:
+    def exploitability(self, prompts: Sequence[str], groups: Sequence[Sequence[str]], per_prompt: bool = False):
         """Mean over prompts of max_r mean_{y ∈ groups[i]} P(r ≻ y) − ½: how much the best pure register
         beats a policy whose answers to prompt i are ``groups[i]`` (0 at the equilibrium mix, up to
-        σ(β) − ½ for a policy in one pure register). Uncounted (it judges prototypes, not pairs of answers)."""
+        σ(β) − ½ for a policy in one pure register); ``per_prompt=True``: the (n_prompts,) array of the
+        per-prompt values instead of their mean. Uncounted (it judges prototypes, not pairs of answers)."""
         if len(prompts) != len(groups):
             raise ValueError(f"RegisterPopulation.exploitability: {len(prompts)} prompts but {len(groups)} groups")
         out = []
@@ -122,6 +123,8 @@ class RegisterPopulation(CountingOracle):
             m = self.memberships(list(ys))
             z = self.beta * (np.eye(3) @ CYCLE @ m.T)  # (3 registers, n answers)
             out.append((0.5 * (1 + np.tanh(z / 2))).mean(axis=1).max() - 0.5)
+        if per_prompt:
+            return np.array(out, dtype=np.float64)
         return float(np.mean(out)) if out else float("nan")
 
     def shares(self, groups: Sequence[Sequence[str]]) -> np.ndarray:

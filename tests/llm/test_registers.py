@@ -56,6 +56,8 @@ def test_exploitability_closed_forms_and_brute_force(pop):
     # the mean over prompts
     two = pop.exploitability(["x", "y"], [[STRUCTURED], PURE])
     assert two == pytest.approx((sigmoid(2.0) - 0.5) / 2, abs=0.01)
+    per = pop.exploitability(["x", "y"], [[STRUCTURED], PURE], per_prompt=True)
+    assert per.shape == (2,) and per.mean() == pytest.approx(two, abs=1e-15)
     with pytest.raises(ValueError, match="2 prompts but 1 groups"):
         pop.exploitability(["x", "y"], [PURE])
 
