@@ -38,7 +38,7 @@ checkpointing (``algorithms.run``'s one mechanism) and keeping its evaluations b
 stopped, and a run stopped early can still be evaluated with a smaller --steps (from the saved
 texts, without loading the model).
 
-    python -m experiments.llm_alignment              # SmolLM2-135M, 24 steps each: 37 min on a 2-core CPU (measured)
+    python -m experiments.llm_alignment              # SmolLM2-135M, 24 steps each: 28 min on a 2-core CPU (measured)
     python -m experiments.llm_alignment --quick      # a tiny random model, seconds (CI)
     python -m experiments.llm_alignment --plot-only  # redraw figures/llm_alignment.png from results/
 
