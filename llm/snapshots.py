@@ -67,9 +67,12 @@ _INFO: "weakref.WeakKeyDictionary[torch.nn.Module, _Shared]" = weakref.WeakKeyDi
 
 @dataclass
 class _Shared:
-    """What the snapshots of one live module share: the reference and where snapshots live."""
+    """What the snapshots of one live module share: the reference's frozen tensors and kind, and where
+    snapshots live. It holds no reference to the module: a value of the weak-keyed registry that did
+    would keep its key, the whole model, alive for the rest of the process."""
 
-    reference: "SnapshotPolicy"
+    ref_tensors: dict
+    ref_kind: str
     snapshot_device: torch.device | None
 
 
@@ -360,10 +363,7 @@ def prepare(policy: Policy, *, lora_r: int | None = None, lora_alpha: float | No
             inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.eval()  # the realisers switch to train mode for their fit only
     live = Policy(model, policy.tokenizer, allowed_token_ids=policy.allowed_token_ids)
-    ref_model = SnapshotModel(model, _clone(model, device), "adapters_off" if lora_r is not None else "tensors",
-                              base_id(model))
-    ref = SnapshotPolicy(ref_model, policy.tokenizer, allowed_token_ids=policy.allowed_token_ids)
-    _INFO[model] = _Shared(ref, device)
+    _INFO[model] = _Shared(_clone(model, device), "adapters_off" if lora_r is not None else "tensors", device)
     return live
 
 
@@ -379,9 +379,7 @@ def _shared(policy) -> _Shared:
     (its reference = its weights now)."""
     module = _module(policy)
     if module not in _INFO:
-        model = SnapshotModel(module, _clone(module, None), "tensors", base_id(module))
-        ref = SnapshotPolicy(model, policy.tokenizer, allowed_token_ids=policy.allowed_token_ids)
-        _INFO[module] = _Shared(ref, None)
+        _INFO[module] = _Shared(_clone(module, None), "tensors", None)
     return _INFO[module]
 
 
@@ -397,8 +395,12 @@ def snapshot(policy: Policy) -> SnapshotPolicy:
 
 
 def reference(policy: Policy) -> SnapshotPolicy:
-    """The policy before training: the base with adapters off (LoRA) or the initial weights."""
-    return _shared(policy).reference
+    """The policy before training: the base with adapters off (LoRA) or the initial weights. Each call
+    gives a new view of the same frozen tensors (no copy)."""
+    info = _shared(policy)
+    module = _module(policy)
+    model = SnapshotModel(module, info.ref_tensors, info.ref_kind, base_id(module))
+    return SnapshotPolicy(model, policy.tokenizer, allowed_token_ids=policy.allowed_token_ids)
 
 
 def restore(live: Policy, state: dict) -> SnapshotPolicy:

@@ -226,3 +226,21 @@ def test_snapshot_device_and_active_block():
     assert snap.model._staged is None
     with S.active(live):  # a live (or any plain) policy: a no-op block
         pass
+
+
+@pytest.mark.parametrize("lora_r", [None, 4])
+def test_a_dropped_policy_frees_its_model(lora_r):
+    """The registries hold models weakly: once the live policy, its reference and its snapshots are
+    dropped, the model is freed (before, the registry's reference snapshot kept every prepared model
+    — a full copy of the weights for full fine-tuning — alive for the rest of the process)."""
+    import gc
+    import weakref
+
+    live = S.prepare(fresh(), lora_r=lora_r)
+    ref, snap = S.reference(live), S.snapshot(live)
+    assert torch.equal(lp(ref), lp(S.reference(live)))  # a new view of the same frozen tensors
+    module = weakref.ref(live.model)
+    tensor = weakref.ref(next(iter(ref.model.tensors.values())))  # one of the reference's frozen tensors
+    del live, ref, snap
+    gc.collect()
+    assert module() is None and tensor() is None
