@@ -73,6 +73,7 @@ SCORES = (structure_score, formality_score, casualness_score)
 class RegisterPopulation(CountingOracle):
     """P(a ≻ b | x) = σ(β · m(a)ᵀ A m(b)) over register memberships (module docstring).
 
+    The prompt is not used: the registers are judged on the answer alone.
     beta: the cycle's strength in logits (pure registers: P = σ(β); β = 2 gives 0.88);
     temperature: T of the memberships (smaller: harder assignment to one register).
     Antisymmetric and counted (:class:`CountingOracle`); float64.
@@ -121,7 +122,7 @@ class RegisterPopulation(CountingOracle):
         out = []
         for ys in groups:
             m = self.memberships(list(ys))
-            z = self.beta * (np.eye(3) @ CYCLE @ m.T)  # (3 registers, n answers)
+            z = self.beta * (CYCLE @ m.T)  # (3 registers, n answers): β e_rᵀ A m(y)
             out.append((0.5 * (1 + np.tanh(z / 2))).mean(axis=1).max() - 0.5)
         if per_prompt:
             return np.array(out, dtype=np.float64)
