@@ -156,13 +156,7 @@ def make_backend(game, backend="numpy", device=None, dtype=None):
     V.choice(backend, "backend", ("numpy", "torch"))
     if backend == "numpy" and dtype is not None:
         # an integer dtype would round every log-probability: the policy never moves, gaps read 0
-        try:
-            kind = np.dtype(dtype).kind
-        except TypeError:
-            kind = None
-        if kind != "f":
-            V.fail("dtype", dtype, "it must be a floating dtype: 'float64' (the default) or 'float32'",
-                   cls=V.WrongType if kind is None else V.InvalidArgument)
+        V.float_dtype(dtype, "dtype")
     from games.exact import ExactBackend
 
     return ExactBackend(game, backend=backend, device=device, dtype=dtype)

@@ -30,7 +30,7 @@ def torch_dtype(dtype) -> torch.dtype:
     else:
         try:
             key = str(np.dtype(dtype)) if not isinstance(dtype, str) else dtype.replace("torch.", "").lower()
-        except TypeError:
+        except (TypeError, ValueError, SyntaxError):  # numpy parses comma strings such as ',' as Python
             fail("dtype", dtype, rule, cls=WrongType)
         if key not in _DTYPES:
             fail("dtype", dtype, rule)

@@ -340,7 +340,7 @@ def float_dtype(value, name: str = "dtype", where: str = ""):
         return np.dtype(np.float64)
     try:
         dt = np.dtype(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, SyntaxError):  # numpy parses comma strings such as ',' as Python
         fail(name, value, "it must be a floating dtype such as 'float64' (default) or 'float32'", where, WrongType)
     if dt.kind != "f":
         fail(name, value, "it must be a floating dtype such as 'float64' (default) or 'float32' "

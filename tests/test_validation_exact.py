@@ -235,12 +235,13 @@ def test_an_interior_start_near_a_vertex_leaves_the_face(name):
 
 
 # -- dtypes (class 2) ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["int64", np.int32, "bool", "complex128", "banana", "U3"])
+# ',' and 'f8,': numpy parses comma strings with Python's parser and raised SyntaxError (found by hypothesis)
+@pytest.mark.parametrize("dtype", ["int64", np.int32, "bool", "complex128", "banana", "U3", ",", "f8,", "a,b"])
 def test_numpy_backend_accepts_floating_dtypes_only(dtype):
     refused(lambda: algorithms.run(algorithms.MWU(), CYC, 2, dtype=dtype), "dtype")
 
 
-@pytest.mark.parametrize("dtype", ["int64", "banana", "complex64"])
+@pytest.mark.parametrize("dtype", ["int64", "banana", "complex64", ",", np.dtype([("x", "f8")])])
 def test_torch_backend_accepts_floating_dtypes_only(dtype):
     pytest.importorskip("torch")
     refused(lambda: algorithms.run(algorithms.MWU(), CYC, 2, backend="torch", dtype=dtype), "dtype")
