@@ -112,10 +112,15 @@ def nash_equilibrium(game, tol: float | None = None):
     return x if symmetric else (x, y)
 
 
+#: the largest rounding floor of regularized_nash's residual that still certifies an answer
+FLOOR_LIMIT = 1e-3
+
+
 def regularized_nash(game, beta, reference=None, tol: float | None = None, max_steps: int = 1_000_000):
     """The β-regularised NE π*_β ∝ μ·exp(Pπ*_β/β) (a pair for a zero-sum game; one row per game
     of a batch; β may be one value per game). Correct for β from 1e-4·L to 1e9·L at least (L: half
-    the largest payoff range of a row or column; ½ for a preference matrix spanning [0, 1]).
+    the largest payoff range of a row or column; ½ for a preference matrix spanning [0, 1]); β below
+    about 4.7e-7·L, where the residual's rounding floor (below) exceeds ``FLOOR_LIMIT``, is refused.
 
     Computed by Mirror Prox (Nash-MP) at its proven step η = β/L, which contracts KL by (1+η) per
     iteration, and judged by the fixed-point residual r = max |log π − log softmax(log μ + q(π)/β)|
@@ -158,6 +163,13 @@ def regularized_nash(game, beta, reference=None, tol: float | None = None, max_s
     b = np.asarray(beta, dtype=np.float64)
     L = np.asarray(be.lipschitz, dtype=np.float64)
     floor = V.eps() * (1 + L / b) ** 2
+    if np.any(floor > FLOOR_LIMIT):
+        # below β ≈ 4.7e-7·L the residual cannot certify even three digits: the run would stop at once
+        # and hand back an unchecked answer (β = 1e-108 gave a regularised gap 0.07; found by hypothesis)
+        smallest = float(np.max(L)) / (np.sqrt(FLOOR_LIMIT / V.eps()) - 1)
+        V.fail("beta", beta, f"it is too small to solve in float64: at β/L = {np.min(b / L):.3g} the fixed-point "
+               f"residual cannot go below ε(1 + L/β)² = {np.max(floor):.3g} (it must be ≤ {FLOOR_LIMIT:g}, i.e. "
+               f"β ≥ {smallest:.3g} for this game); for the β → 0 limit use games.nash_equilibrium", where)
     stop_at = floor if tol is None else tol
     accept = 16 * floor if tol is None else tol
     every = 25

@@ -180,6 +180,17 @@ def test_regularized_nash_large_beta_works_and_beyond_the_bound_is_refused():
     refused(lambda: games.regularized_nash(CYC, 1e300), "beta")
 
 
+@pytest.mark.parametrize("beta", [1e-7, 1.5631430817542192e-108])  # the second: found by hypothesis
+def test_regularized_nash_too_small_beta_is_refused_up_front(beta):
+    """Below ~4.7e-7·L the residual's rounding floor exceeds 1e-3: the solver stopped at once and its
+    gap check raised a bare RuntimeError (β = 1.56e-108: gap 0.07). Now a clear refusal before any work."""
+    refused(lambda: games.regularized_nash(CYC, beta), "beta")
+    with pytest.raises(V.InvalidArgument, match="too small to solve in float64.*nash_equilibrium"):
+        games.regularized_nash(CYC, beta)
+    pi = games.regularized_nash(CYC, 3e-7)  # just above the limit: solved and checked
+    assert games.regularized_gap(CYC, pi, 3e-7) < 1e-12
+
+
 # -- issue 8.5: one rule for zero probabilities wherever a policy enters ----------------------------------------
 FACE = "face of the simplex"
 
