@@ -107,8 +107,9 @@ class Config(common.Base):
     lr: float = arg(1e-4, "AdamW learning rate of the regression realiser", low=0, low_open=True)
     k: int = arg(1, "AdamW steps per realisation", low=1)
     eval_samples: int = arg(8, "responses per held-out prompt for each checkpoint", low=1)
-    ref_samples: int = arg(8, "responses per held-out prompt for the reference (equal to --eval-samples: the same "
-                              "random numbers, so a checkpoint that has not moved answers as the reference does)", low=1)
+    ref_samples: int = arg(8, "responses per held-out prompt for the reference (equal to --eval-samples, checkpoints "
+                              "draw the same random numbers: one that has not moved answers as the reference does)",
+                           low=1)
     bt_samples: int = arg(6, "reference responses per training prompt whose judged pairs fit the BT reward", low=2)
     threads: int = arg(2, "torch threads", low=1)
 
@@ -683,6 +684,8 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
     algos = held.unique("algorithm")
     gap = held.where(metric="register_exploitability")
     if gap:  # the register game's exact exploitability: a third panel
+        from llm.oracles.registers import REGISTERS
+
         fig, (ax, gx, hx) = plt.subplots(1, 3, figsize=(22, 6.4), gridspec_kw=dict(width_ratios=[1, 1, 1.45]))
         for n in algos:
             st = _style(n)
@@ -693,10 +696,10 @@ def plot(cfg: Config, rows: common.Rows) -> Path:
             gx.fill_between(xs, [lo[v] for v in xs], [hi[v] for v in xs], color=st["color"], alpha=0.06, lw=0)
             last = max(x)
             mix = "/".join(f"{held.where(algorithm=n, iteration=last, metric=f'register_share_{k}')[0]['value']:.2f}"
-                           for k in ("structured", "formal", "casual"))
+                           for k in REGISTERS)
             gx.plot(x, y, marker="o", ms=4, color=st["color"], ls=st["ls"], label=f"{st['label']}: mix {mix}")
         ref_mix = "/".join(f"{held.where(algorithm=algos[0], iteration=0, metric=f'register_share_{k}')[0]['value']:.2f}"
-                           for k in ("structured", "formal", "casual"))
+                           for k in REGISTERS)
         gx.axhline(0.0, color="grey", lw=0.8, ls=":")
         gx.legend(loc="best", frameon=False, fontsize=8,
                   title=f"register mix (structured/formal/casual) at the last step;\nreference {ref_mix}, equilibrium "
@@ -783,12 +786,14 @@ def summarise(cfg: Config, rows: common.Rows):
             print(f"{n:<12} {r['iteration']:>5} {r['value']:>10.3f}  [{lo[0]['value']:.3f}, {hi[0]['value']:.3f}]")
     gap = rows.where(game="heldout", metric="register_exploitability")
     if gap:
+        from llm.oracles.registers import REGISTERS
+
         print(f"{'algorithm':<12} {'step':>5} {'register-game exploitability':>28}  95% interval    "
               "mix (structured, formal, casual)")
         for r in gap:
             at = rows.where(game="heldout", algorithm=r["algorithm"], iteration=r["iteration"])
             lo, hi = (at.where(metric=f"register_exploitability_{k}")[0]["value"] for k in ("low", "high"))
-            mix = [at.where(metric=f"register_share_{k}")[0]["value"] for k in ("structured", "formal", "casual")]
+            mix = [at.where(metric=f"register_share_{k}")[0]["value"] for k in REGISTERS]
             print(f"{r['algorithm']:<12} {r['iteration']:>5} {r['value']:>28.3f}  [{lo:.3f}, {hi:.3f}]  "
                   f"({mix[0]:.2f}, {mix[1]:.2f}, {mix[2]:.2f})")
     print(f"{'policy':<18} {'NE weight':>9} {'exploitability':>14}")
