@@ -122,7 +122,7 @@ def test_register_game_exploitability_and_mix(quick):
     game and its register mix; step 0 is the reference's, the same for every algorithm."""
     import json
 
-    from llm.oracles import RegisterPopulation
+    from llm.oracles import REGISTERS, RegisterPopulation
 
     cfg, rows = quick
     assert cfg.population == "registers"
@@ -139,7 +139,7 @@ def test_register_game_exploitability_and_mix(quick):
         assert mine[2]["value"] == pytest.approx(pop.exploitability(setup["eval_texts"], evals["2"]), abs=1e-12)
         for t in (0, 1, 2):
             shares = [rows.where(game="heldout", algorithm=name, iteration=t, metric=f"register_share_{r}")[0]["value"]
-                      for r in ("structured", "formal", "casual")]
+                      for r in REGISTERS]
             assert sum(shares) == pytest.approx(1) and min(shares) >= 0
     # the BT baseline is fitted on the register memberships: one weight per register
     weights = {r["metric"] for r in rows.where(algorithm="bt", game="bt_fit") if r["metric"].startswith("w_")}

@@ -246,7 +246,8 @@ def test_an_interior_start_near_a_vertex_leaves_the_face(name):
 
 
 # -- dtypes (class 2) ---------------------------------------------------------------------------------------------
-# ',' and 'f8,': numpy parses comma strings with Python's parser and raised SyntaxError (found by hypothesis)
+# ',': numpy parses comma strings with Python's parser, and it raised SyntaxError (found by hypothesis); 'f8,'
+# and 'a,b' parse as structured dtypes and are refused as not floating
 @pytest.mark.parametrize("dtype", ["int64", np.int32, "bool", "complex128", "banana", "U3", ",", "f8,", "a,b"])
 def test_numpy_backend_accepts_floating_dtypes_only(dtype):
     refused(lambda: algorithms.run(algorithms.MWU(), CYC, 2, dtype=dtype), "dtype")

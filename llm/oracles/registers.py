@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from games.validation import number
+from games.validation import fail, number
 
 from .annotators import Annotator, words
 from .base import CountingOracle, check_texts
@@ -70,6 +70,10 @@ def casualness_score(prompt: str, response: str) -> float:
 SCORES = (structure_score, formality_score, casualness_score)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(z / 2))  # σ(z), and σ(−z) = 1 − σ(z) exactly in float
+
+
 class RegisterPopulation(CountingOracle):
     """P(a ≻ b | x) = σ(β · m(a)ᵀ A m(b)) over register memberships (module docstring).
 
@@ -100,17 +104,14 @@ class RegisterPopulation(CountingOracle):
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def _logit(self, ma: np.ndarray, mb: np.ndarray) -> np.ndarray:
-        return self.beta * np.einsum("bi,ij,bj->b", ma, CYCLE, mb)
-
     def _prob(self, prompts, a, b):
-        z = self._logit(self.memberships(a), self.memberships(b))
-        return torch.from_numpy(0.5 * (1 + np.tanh(z / 2)))  # σ(z), symmetric in float
+        z = self.beta * np.einsum("bi,ij,bj->b", self.memberships(a), CYCLE, self.memberships(b))
+        return torch.from_numpy(_sigmoid(z))
 
     def register_game(self) -> np.ndarray:
         """(3, 3) P(register i ≻ register j) between pure registers: σ(βA), the rock-paper-scissors game
         whose Nash equilibrium is the even mix (1/3, 1/3, 1/3)."""
-        return 0.5 * (1 + np.tanh(self.beta * CYCLE / 2))
+        return _sigmoid(self.beta * CYCLE)
 
     def exploitability(self, prompts: Sequence[str], groups: Sequence[Sequence[str]], per_prompt: bool = False):
         """Mean over prompts of max_r mean_{y ∈ groups[i]} P(r ≻ y) − ½: how much the best pure register
@@ -118,12 +119,13 @@ class RegisterPopulation(CountingOracle):
         σ(β) − ½ for a policy in one pure register); ``per_prompt=True``: the (n_prompts,) array of the
         per-prompt values instead of their mean. Uncounted (it judges prototypes, not pairs of answers)."""
         if len(prompts) != len(groups):
-            raise ValueError(f"RegisterPopulation.exploitability: {len(prompts)} prompts but {len(groups)} groups")
+            fail("groups", f"{len(groups)} groups", f"there are {len(prompts)} prompts but {len(groups)} groups: "
+                 "give one group of answers per prompt", "RegisterPopulation.exploitability")
         out = []
         for ys in groups:
             m = self.memberships(list(ys))
-            z = self.beta * (CYCLE @ m.T)  # (3 registers, n answers): β e_rᵀ A m(y)
-            out.append((0.5 * (1 + np.tanh(z / 2))).mean(axis=1).max() - 0.5)
+            p = _sigmoid(self.beta * (CYCLE @ m.T))  # (3 registers, n answers): σ(β e_rᵀ A m(y)) = P(r ≻ y)
+            out.append(p.mean(axis=1).max() - 0.5)
         if per_prompt:
             return np.array(out, dtype=np.float64)
         return float(np.mean(out)) if out else float("nan")
